@@ -1,0 +1,425 @@
+//! The validated transport configuration: a TAS `mail.smtp` object, checked field by field.
+//!
+//! Every error names the field's full path (`mail.smtp.oauth2.clientId is missing`), so an
+//! administrator can fix `local.js` from the message alone.
+
+use std::time::Duration;
+
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+use crate::error::{ErrorKind, Result};
+use crate::input::{Field, Value};
+use crate::secret::Secret;
+
+/// The path every config error starts with, as the field is called in a TAS `local.js`.
+pub const CONFIG_ROOT: &str = "mail.smtp";
+
+/// nodemailer's defaults, so that a swapped-in transport behaves the same.
+const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SOCKET_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// msal-node treats a token as expired this long before it does (clamped for short tokens).
+const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(300);
+/// Longer timeouts are surely a unit mistake (seconds given as minutes...).
+const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub host: String,
+    pub port: u16,
+    /// `true`: TLS from the first byte (port 465). `false`: plain connect, then STARTTLS.
+    pub implicit_tls: bool,
+    /// The EHLO name; `None` uses this machine's host name.
+    pub hello_name: Option<String>,
+    pub auth: Auth,
+    pub tls: TlsOptions,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// XOAUTH2 with a token obtained by the client_credentials grant.
+    OAuth2 { user: String, oauth2: OAuth2Config },
+    /// PLAIN or LOGIN with a password (TAS's basic configuration).
+    Password { user: String, password: Secret },
+    /// No AUTH at all (a relay that trusts the network).
+    None,
+}
+
+impl Auth {
+    /// The authenticated mailbox, the last fallback for `from`.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Auth::OAuth2 { user, .. } | Auth::Password { user, .. } => Some(user),
+            Auth::None => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuth2Config {
+    /// The token endpoint (`oauth2.host` in the TAS config).
+    pub token_url: reqwest::Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: String,
+    /// How long before expiry a token is renewed (clamped for short-lived tokens).
+    pub renew_before: Duration,
+    /// The whole token request, connect to last byte.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// Extra trusted CA certificates (DER), from `tls.ca` and `NODE_EXTRA_CA_CERTS`,
+    /// trusted for both the SMTP server and the token endpoint.
+    pub extra_ca: Vec<CertificateDer<'static>>,
+    /// `false` turns certificate verification off (`tls.rejectUnauthorized`).
+    pub verify_certificates: bool,
+    /// The name the SMTP server's certificate must match; defaults to `host`.
+    pub servername: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect (and the TLS handshake of implicit TLS).
+    pub connection: Duration,
+    /// From connect to the server's greeting.
+    pub greeting: Duration,
+    /// Any single read or write afterwards.
+    pub socket: Duration,
+}
+
+impl TransportConfig {
+    /// Validates a TAS `mail.smtp` object. `extra_ca_file` is the content of the file named
+    /// by `NODE_EXTRA_CA_CERTS`, if any (read by the caller, as Node reads it at start-up).
+    pub fn from_value(smtp: &Value, extra_ca_file: Option<&[u8]>) -> Result<Self> {
+        let root = Field::root(CONFIG_ROOT, smtp, ErrorKind::Config);
+        if !matches!(smtp, Value::Object(_)) {
+            return Err(root.wrong_type("an object"));
+        }
+        let host = root.child("host").string()?.trim().to_string();
+        let port_field = root.child("port");
+        let secure = root.child("secure").optional_bool()?;
+        let port = match port_field.optional_integer(1..=65535)? {
+            Some(port) => port as u16,
+            None if root.child("type").is_present() || root.child("oauth2").is_present() => {
+                return Err(port_field.missing());
+            }
+            None if secure == Some(true) => 465,
+            None => 587,
+        };
+        let implicit_tls = secure.unwrap_or(port == 465);
+        let hello_name = root.child("name").optional_string()?.map(str::to_string);
+
+        Ok(TransportConfig {
+            host,
+            port,
+            implicit_tls,
+            hello_name,
+            auth: parse_auth(&root)?,
+            tls: parse_tls(&root.child("tls"), extra_ca_file)?,
+            timeouts: Timeouts {
+                connection: timeout(&root.child("connectionTimeout"), DEFAULT_CONNECTION_TIMEOUT)?,
+                greeting: timeout(&root.child("greetingTimeout"), DEFAULT_GREETING_TIMEOUT)?,
+                socket: timeout(&root.child("socketTimeout"), DEFAULT_SOCKET_TIMEOUT)?,
+            },
+        })
+    }
+
+    /// The name the SMTP server's certificate is checked against.
+    pub fn tls_server_name(&self) -> &str {
+        self.tls.servername.as_deref().unwrap_or(&self.host)
+    }
+}
+
+fn parse_auth(root: &Field) -> Result<Auth> {
+    let auth = root.child("auth");
+    auth.optional_object()?;
+    let is_oauth2 = match root.child("type").optional_string()? {
+        Some(kind) if kind.eq_ignore_ascii_case("oauth2") => true,
+        Some("login") | None => false,
+        Some(_) => return Err(root.child("type").wrong_type("'oauth2' or 'login'")),
+    };
+    if is_oauth2 {
+        let user = auth.child("user").string()?.trim().to_string();
+        let oauth2 = parse_oauth2(&root.child("oauth2"))?;
+        return Ok(Auth::OAuth2 { user, oauth2 });
+    }
+    if !auth.is_present() {
+        return Ok(Auth::None);
+    }
+    let user = auth.child("user").string()?.trim().to_string();
+    let password = auth.child("pass").secret()?;
+    Ok(Auth::Password {
+        user,
+        password: Secret::new(password),
+    })
+}
+
+fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
+    if field.optional_object()?.is_none() {
+        return Err(field.missing());
+    }
+    let url_field = field.child("host");
+    let token_url = parse_token_url(&url_field)?;
+    let grant = field.child("grantType");
+    if let Some(grant_type) = grant.optional_string()? {
+        if grant_type != "client_credentials" {
+            return Err(grant.wrong_type("'client_credentials' (the only grant a server can use)"));
+        }
+    }
+    let client_id = field.child("clientId").string()?.trim().to_string();
+    let client_secret = Secret::new(field.child("clientSecret").secret()?);
+    let scope = field.child("scope").string()?.trim().to_string();
+    let renew_before = match field.child("renewBeforeSeconds").optional_integer(0..=86_400)? {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => DEFAULT_RENEW_BEFORE,
+    };
+    Ok(OAuth2Config {
+        token_url,
+        client_id,
+        client_secret,
+        scope,
+        renew_before,
+        timeout: timeout(&field.child("timeout"), DEFAULT_TOKEN_TIMEOUT)?,
+    })
+}
+
+/// The token URL must be `https://`, except on loopback hosts where tests and local
+/// proxies listen: the client secret must never cross a network in clear text.
+fn parse_token_url(field: &Field) -> Result<reqwest::Url> {
+    let text = field.string()?.trim();
+    let url = reqwest::Url::parse(text)
+        .map_err(|err| field.error(format!("must be the token endpoint URL, got {text:?} ({err})")))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        _ => Err(field.error(format!(
+            "must be an https:// URL (the client secret must not travel unencrypted), got {text:?}"
+        ))),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> {
+    field.optional_object()?;
+    let mut extra_ca = Vec::new();
+    for item in field.child("ca").items() {
+        let pem = match item.value() {
+            Some(Value::String(text)) => text.as_bytes(),
+            Some(Value::Bytes(bytes)) => bytes.as_slice(),
+            _ => return Err(item.wrong_type("a PEM certificate (string or Buffer)")),
+        };
+        let before = extra_ca.len();
+        extra_ca.extend(parse_pem_certificates(pem).map_err(|problem| item.error(problem))?);
+        if extra_ca.len() == before {
+            return Err(item.error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+        }
+    }
+    // Node skips a NODE_EXTRA_CA_CERTS file it cannot use; so do we, keeping what parsed.
+    if let Some(pem) = extra_ca_file {
+        extra_ca.extend(parse_pem_certificates(pem).unwrap_or_default());
+    }
+    Ok(TlsOptions {
+        extra_ca,
+        verify_certificates: field.child("rejectUnauthorized").optional_bool()?.unwrap_or(true),
+        servername: field.child("servername").optional_string()?.map(str::to_string),
+    })
+}
+
+fn parse_pem_certificates(pem: &[u8]) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|err| format!("is not a valid PEM certificate ({err})"))
+}
+
+fn timeout(field: &Field, default: Duration) -> Result<Duration> {
+    Ok(field
+        .optional_integer(1..=MAX_TIMEOUT_MS)?
+        .map(Duration::from_millis)
+        .unwrap_or(default))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tas_config() -> Value {
+        Value::object([
+            ("type", Value::str("oauth2")),
+            ("host", Value::str("smtp.office365.com")),
+            ("port", Value::Number(587.0)),
+            ("auth", Value::object([("user", Value::str("tas@contoso.com"))])),
+            (
+                "oauth2",
+                Value::object([
+                    (
+                        "host",
+                        Value::str("https://login.microsoftonline.com/t/oauth2/v2.0/token"),
+                    ),
+                    ("grantType", Value::str("client_credentials")),
+                    ("clientId", Value::str("00000000-0000-0000-0000-000000000001")),
+                    ("clientSecret", Value::str("canary-secret")),
+                    ("scope", Value::str("https://outlook.office365.com/.default")),
+                ]),
+            ),
+        ])
+    }
+
+    fn without(value: &Value, path: &[&str]) -> Value {
+        let Value::Object(pairs) = value else {
+            unreachable!()
+        };
+        let mut pairs = pairs.clone();
+        if path.len() == 1 {
+            pairs.retain(|(k, _)| k != path[0]);
+        } else {
+            for (k, v) in pairs.iter_mut() {
+                if k == path[0] {
+                    *v = without(v, &path[1..]);
+                }
+            }
+        }
+        Value::Object(pairs)
+    }
+
+    fn set(value: &Value, path: &[&str], new: Value) -> Value {
+        let Value::Object(pairs) = value else {
+            unreachable!()
+        };
+        let mut pairs = pairs.clone();
+        match pairs.iter_mut().find(|(k, _)| k == path[0]) {
+            Some((_, v)) if path.len() == 1 => *v = new,
+            Some((_, v)) => *v = set(v, &path[1..], new),
+            None => pairs.push((path[0].to_string(), new)),
+        }
+        Value::Object(pairs)
+    }
+
+    fn error_of(value: &Value) -> String {
+        let err = TransportConfig::from_value(value, None).unwrap_err();
+        assert_eq!(err.code(), "ECONFIG");
+        err.message().to_string()
+    }
+
+    #[test]
+    fn the_seed_config_is_valid() {
+        let config = TransportConfig::from_value(&tas_config(), None).unwrap();
+        assert_eq!(
+            (config.host.as_str(), config.port, config.implicit_tls),
+            ("smtp.office365.com", 587, false)
+        );
+        let Auth::OAuth2 { user, oauth2 } = &config.auth else {
+            panic!("not oauth2")
+        };
+        assert_eq!(user, "tas@contoso.com");
+        assert_eq!(oauth2.scope, "https://outlook.office365.com/.default");
+        assert_eq!(oauth2.renew_before, Duration::from_secs(300));
+        assert!(config.tls.verify_certificates);
+        assert!(!format!("{config:?}").contains("canary-secret"));
+    }
+
+    #[test]
+    fn every_missing_field_is_named() {
+        for path in [
+            &["host"][..],
+            &["port"],
+            &["auth", "user"],
+            &["oauth2", "host"],
+            &["oauth2", "clientId"],
+            &["oauth2", "clientSecret"],
+            &["oauth2", "scope"],
+            &["oauth2"],
+        ] {
+            let message = error_of(&without(&tas_config(), path));
+            assert_eq!(message, format!("mail.smtp.{} is missing", path.join(".")));
+        }
+    }
+
+    #[test]
+    fn undefined_points_at_the_environment() {
+        let config = set(&tas_config(), &["oauth2", "clientSecret"], Value::Undefined);
+        let message = error_of(&config);
+        assert!(
+            message.starts_with("mail.smtp.oauth2.clientSecret is missing"),
+            "{message}"
+        );
+        assert!(message.contains("environment variable"));
+    }
+
+    #[test]
+    fn bad_values_are_quoted() {
+        let message = error_of(&set(&tas_config(), &["port"], Value::str("abc")));
+        assert_eq!(
+            message,
+            r#"mail.smtp.port must be a number between 1 and 65535, got "abc""#
+        );
+        let message = error_of(&set(
+            &tas_config(),
+            &["oauth2", "grantType"],
+            Value::str("password"),
+        ));
+        assert!(message.starts_with("mail.smtp.oauth2.grantType must be 'client_credentials'"));
+        let message = error_of(&set(&tas_config(), &["connectionTimeout"], Value::Number(-5.0)));
+        assert!(message.starts_with("mail.smtp.connectionTimeout must be a number"));
+    }
+
+    #[test]
+    fn token_url_must_be_https_unless_loopback() {
+        let plain = set(
+            &tas_config(),
+            &["oauth2", "host"],
+            Value::str("http://login.example.com/t/token"),
+        );
+        assert!(error_of(&plain).starts_with("mail.smtp.oauth2.host must be an https:// URL"));
+        for local in [
+            "http://127.0.0.1:8080/t/token",
+            "http://localhost/t",
+            "http://[::1]:9/t",
+        ] {
+            let config = set(&tas_config(), &["oauth2", "host"], Value::str(local));
+            assert!(TransportConfig::from_value(&config, None).is_ok(), "{local}");
+        }
+    }
+
+    #[test]
+    fn basic_auth_without_type() {
+        let config = without(&without(&tas_config(), &["type"]), &["oauth2"]);
+        let config = set(&config, &["auth", "pass"], Value::str("hunter2"));
+        let parsed = TransportConfig::from_value(&config, None).unwrap();
+        assert!(matches!(parsed.auth, Auth::Password { .. }));
+        let missing = without(&without(&tas_config(), &["type"]), &["oauth2"]);
+        assert_eq!(error_of(&missing), "mail.smtp.auth.pass is missing");
+    }
+
+    #[test]
+    fn secure_defaults_follow_the_port() {
+        let config = set(&tas_config(), &["port"], Value::Number(465.0));
+        assert!(TransportConfig::from_value(&config, None).unwrap().implicit_tls);
+        let config = set(&config, &["secure"], Value::Bool(false));
+        assert!(!TransportConfig::from_value(&config, None).unwrap().implicit_tls);
+    }
+
+    #[test]
+    fn tls_ca_must_hold_certificates() {
+        let config = set(
+            &tas_config(),
+            &["tls"],
+            Value::object([("ca", Value::str("not a pem"))]),
+        );
+        assert_eq!(
+            error_of(&config),
+            "mail.smtp.tls.ca holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        );
+    }
+}

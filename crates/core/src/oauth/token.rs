@@ -1,0 +1,310 @@
+//! One client_credentials token request, and the parsing of Entra ID's answer.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Deserialize;
+
+use crate::config::OAuth2Config;
+use crate::error::{Error, ErrorKind, OAuthErrorBody, Result};
+use crate::hints::oauth_hint;
+use crate::secret::Secret;
+
+/// A token endpoint's answer is a few KB; anything far larger is not a token response.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// An access token and when it stops being valid.
+#[derive(Debug)]
+pub struct AccessToken {
+    pub value: Secret,
+    /// Monotonic expiry, for cache decisions.
+    pub expires_at: Instant,
+    /// Wall-clock expiry, for users and logs.
+    pub expires_at_wall: SystemTime,
+    /// When the cache should fetch the next one.
+    pub renew_at: Instant,
+}
+
+/// What a successful token response says, before it is placed in time.
+#[derive(Debug, PartialEq)]
+pub struct TokenGrant {
+    pub access_token: Secret,
+    pub expires_in: Duration,
+    /// Entra ID's optional hint for early renewal.
+    pub refresh_in: Option<Duration>,
+}
+
+impl TokenGrant {
+    /// Places the grant in time: renew at `refresh_in`, or `renew_before` ahead of expiry,
+    /// with the margin clamped to half the lifetime so that short-lived tokens are used.
+    pub fn into_token(self, received: Instant, renew_before: Duration) -> AccessToken {
+        let margin = renew_before.min(self.expires_in / 2);
+        let mut renew_in = self.expires_in - margin;
+        if let Some(refresh_in) = self.refresh_in {
+            renew_in = renew_in.min(refresh_in);
+        }
+        AccessToken {
+            value: self.access_token,
+            expires_at: received + self.expires_in,
+            expires_at_wall: SystemTime::now() + self.expires_in,
+            renew_at: received + renew_in,
+        }
+    }
+}
+
+/// `expires_in` arrives as a number or as a numeric string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Number(f64),
+    Text(String),
+}
+
+impl Seconds {
+    fn to_duration(&self) -> Option<Duration> {
+        let seconds = match self {
+            Seconds::Number(n) => *n,
+            Seconds::Text(text) => text.trim().parse().ok()?,
+        };
+        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(1e9)))
+    }
+}
+
+#[derive(Deserialize)]
+struct SuccessBody {
+    access_token: Option<String>,
+    expires_in: Option<Seconds>,
+    refresh_in: Option<Seconds>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+    error_description: Option<String>,
+    #[serde(default)]
+    error_codes: Vec<u64>,
+}
+
+/// Parses the token endpoint's answer. `secret` is scrubbed from any text that is kept,
+/// in case a server echoes what it was sent.
+pub fn parse_token_response(status: u16, body: &[u8], secret: &Secret) -> Result<TokenGrant> {
+    let scrub = |text: &str| text.replace(secret.expose(), "<redacted>");
+    if (200..300).contains(&status) {
+        let parsed: SuccessBody = serde_json::from_slice(body).map_err(|err| {
+            Error::new(
+                ErrorKind::OAuth2,
+                format!(
+                    "the token endpoint answered {status} with a body that is not a token response ({err})"
+                ),
+            )
+            .with_http_status(status)
+        })?;
+        let access_token = parsed.access_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::OAuth2,
+                format!("the token endpoint answered {status} without an access_token"),
+            )
+            .with_http_status(status)
+        })?;
+        // Without a lifetime the token is used once and never cached: guessing one could
+        // send an expired token.
+        let expires_in = parsed
+            .expires_in
+            .and_then(|s| s.to_duration())
+            .unwrap_or_default();
+        let refresh_in = parsed
+            .refresh_in
+            .and_then(|s| s.to_duration())
+            .filter(|d| !d.is_zero());
+        return Ok(TokenGrant {
+            access_token: Secret::new(access_token),
+            expires_in,
+            refresh_in,
+        });
+    }
+
+    let body_text = String::from_utf8_lossy(body);
+    let Ok(ErrorBody {
+        error: Some(error),
+        error_description,
+        error_codes,
+    }) = serde_json::from_slice::<ErrorBody>(body)
+    else {
+        let excerpt: String = scrub(body_text.trim()).chars().take(200).collect();
+        let mut message = format!("the token endpoint answered HTTP {status}");
+        if !excerpt.is_empty() {
+            message.push_str(&format!(": {excerpt}"));
+        }
+        return Err(Error::new(ErrorKind::OAuth2, message).with_http_status(status));
+    };
+    let description = error_description.map(|d| scrub(&d));
+    // The first sentence carries the AADSTS code and meaning; the rest is trace ids.
+    let summary = description.as_deref().map(|d| {
+        d.split(". ")
+            .next()
+            .unwrap_or(d)
+            .trim_end_matches('.')
+            .to_string()
+    });
+    let message = match &summary {
+        Some(summary) => format!("the token endpoint refused the request ({status} {error}): {summary}"),
+        None => format!("the token endpoint refused the request ({status} {error})"),
+    };
+    let hint = oauth_hint(&error, &error_codes);
+    let mut err = Error::new(ErrorKind::OAuth2, message)
+        .with_http_status(status)
+        .with_oauth_error(OAuthErrorBody {
+            error,
+            error_codes,
+            description,
+        });
+    if let Some(hint) = hint {
+        err = err.with_hint(hint);
+    }
+    Err(err)
+}
+
+/// Asks the token endpoint for a token with the client_credentials grant.
+pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Result<TokenGrant> {
+    let url = &config.token_url;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", config.client_id.as_str()),
+        ("client_secret", config.client_secret.expose()),
+        ("scope", config.scope.as_str()),
+    ];
+    let fetch = async {
+        let mut response = http.post(url.clone()).form(&form).send().await?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_RESPONSE_BYTES {
+                return Ok(Err(Error::new(
+                    ErrorKind::OAuth2,
+                    format!("the token endpoint's answer exceeds {MAX_RESPONSE_BYTES} bytes"),
+                )
+                .with_http_status(status)));
+            }
+        }
+        Ok::<_, reqwest::Error>(parse_token_response(status, &body, &config.client_secret))
+    };
+    match tokio::time::timeout(config.timeout, fetch).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(err)) => Err(Error::new(
+            ErrorKind::OAuth2,
+            format!("the token request to {url} failed: {}", describe_http_error(&err)),
+        )
+        .with_source(err.without_url())),
+        Err(_) => Err(Error::new(
+            ErrorKind::OAuth2,
+            format!(
+                "the token request to {url} timed out after {} ms",
+                config.timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// reqwest's own message is "error sending request"; the cause chain says why.
+fn describe_http_error(err: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(err);
+    while let Some(current) = cause {
+        let part = current.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        cause = current.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> Secret {
+        Secret::new("canary-secret")
+    }
+
+    #[test]
+    fn entra_success_with_number_or_string_lifetime() {
+        let body =
+            br#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ0"}"#;
+        let grant = parse_token_response(200, body, &secret()).unwrap();
+        assert_eq!(grant.access_token.expose(), "eyJ0");
+        assert_eq!(grant.expires_in, Duration::from_secs(3599));
+        let body = br#"{"token_type":"Bearer","expires_in":"3599","refresh_in":"1800","access_token":"t"}"#;
+        let grant = parse_token_response(200, body, &secret()).unwrap();
+        assert_eq!(grant.expires_in, Duration::from_secs(3599));
+        assert_eq!(grant.refresh_in, Some(Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn missing_token_or_bad_json_is_eoauth2() {
+        let err = parse_token_response(200, br#"{"expires_in":3599}"#, &secret()).unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (
+                "EOAUTH2",
+                "the token endpoint answered 200 without an access_token"
+            )
+        );
+        let err = parse_token_response(200, b"<html>", &secret()).unwrap_err();
+        assert!(err.message().contains("not a token response"));
+        let err = parse_token_response(502, b"Bad Gateway", &secret()).unwrap_err();
+        assert_eq!(err.message(), "the token endpoint answered HTTP 502: Bad Gateway");
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn entra_error_keeps_fields_and_hint() {
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app 'x'. Trace ID: 1 Correlation ID: 2 Timestamp: 2026-01-01","error_codes":[7000215],"trace_id":"1"}"#;
+        let err = parse_token_response(401, body, &secret()).unwrap_err();
+        assert_eq!(err.code(), "EOAUTH2");
+        assert_eq!(
+            err.message(),
+            "the token endpoint refused the request (401 invalid_client): AADSTS7000215: Invalid client secret provided"
+        );
+        let oauth = err.oauth_error().unwrap();
+        assert_eq!(
+            (oauth.error.as_str(), oauth.error_codes.as_slice()),
+            ("invalid_client", &[7000215][..])
+        );
+        assert!(oauth.description.as_deref().unwrap().contains("Trace ID"));
+        assert!(err.hint().unwrap().contains("Value"));
+        assert!(err.is_permanent());
+    }
+
+    #[test]
+    fn an_echoed_secret_is_scrubbed() {
+        let body = br#"{"error":"invalid_request","error_description":"bad client_secret=canary-secret"}"#;
+        let err = parse_token_response(400, body, &secret()).unwrap_err();
+        assert!(!format!("{err:?}").contains("canary-secret"));
+    }
+
+    #[test]
+    fn renewal_margin_is_clamped_for_short_tokens() {
+        let now = Instant::now();
+        let grant = |secs| TokenGrant {
+            access_token: secret(),
+            expires_in: Duration::from_secs(secs),
+            refresh_in: None,
+        };
+        let long = grant(3599).into_token(now, Duration::from_secs(300));
+        assert_eq!(long.renew_at - now, Duration::from_secs(3299));
+        let short = grant(2).into_token(now, Duration::from_secs(300));
+        assert_eq!(short.renew_at - now, Duration::from_secs(1));
+        let hinted = TokenGrant {
+            refresh_in: Some(Duration::from_secs(600)),
+            ..grant(3599)
+        };
+        assert_eq!(
+            hinted.into_token(now, Duration::from_secs(300)).renew_at - now,
+            Duration::from_secs(600)
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! One trust policy for both peers: Mozilla's roots (as Node bundles them), plus the extra CAs
+//! of `tls.ca` and `NODE_EXTRA_CA_CERTS`; verification on unless `rejectUnauthorized: false`.
+
+use std::sync::Arc;
+
+use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::config::TlsOptions;
+use crate::error::{Error, ErrorKind, Result};
+
+/// TLS parameters for an SMTP connection to a server named `server_name`.
+pub fn smtp_tls_parameters(options: &TlsOptions, server_name: &str) -> Result<TlsParameters> {
+    let mut builder = TlsParameters::builder(server_name.to_string())
+        .certificate_store(CertificateStore::WebpkiRoots)
+        .dangerous_accept_invalid_certs(!options.verify_certificates);
+    for der in &options.extra_ca {
+        let certificate = Certificate::from_der(der.to_vec())
+            .map_err(|err| Error::new(ErrorKind::Tls, format!("tls.ca: {err}")))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build_rustls()
+        .map_err(|err| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {err}")))
+}
+
+/// The rustls configuration of the token endpoint's HTTPS client and of implicit-TLS SMTP.
+pub fn rustls_client_config(options: &TlsOptions) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {err}")))?;
+    let config = if options.verify_certificates {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for der in &options.extra_ca {
+            roots
+                .add(der.clone())
+                .map_err(|err| Error::new(ErrorKind::Tls, format!("tls.ca: {err}")))?;
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    };
+    Ok(config)
+}
+
+/// What `rejectUnauthorized: false` asks for: any certificate, still checking that the
+/// handshake signatures are valid for the key it presents.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,180 @@
+#![deny(clippy::all)]
+//! The N-API layer: translation only. JS values become the core's input tree, the core's
+//! results become `info` objects, its errors become nodemailer-shaped `Error`s. All logic
+//! lives in `smtp-oauth-core`.
+
+mod js_error;
+mod js_input;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::{PromiseRaw, Unknown};
+use napi::{Env, Result};
+use napi_derive::napi;
+use smtp_oauth_core::{Error, ErrorKind, SentInfo, Transport};
+
+use js_error::to_js_error;
+use js_input::to_value;
+
+/// The SMTP envelope actually used: MAIL FROM and RCPT TO.
+#[napi(object)]
+pub struct Envelope {
+    pub from: Option<String>,
+    pub to: Vec<String>,
+}
+
+/// A recipient the server refused (nodemailer's `rejectedErrors` entries).
+#[napi(object)]
+pub struct RecipientError {
+    pub message: String,
+    /// Always `'EENVELOPE'`.
+    pub code: String,
+    pub recipient: String,
+    pub response_code: u32,
+    pub response: String,
+    /// Always `'RCPT TO'`.
+    pub command: String,
+}
+
+/// What `sendMail` resolves with, as in nodemailer.
+#[napi(object)]
+pub struct SentMessageInfo {
+    /// The `Message-ID` header of the message, with angle brackets.
+    pub message_id: String,
+    pub envelope: Envelope,
+    /// Recipients the server accepted.
+    pub accepted: Vec<String>,
+    /// Recipients the server refused; the message was still sent to the others.
+    pub rejected: Vec<String>,
+    pub rejected_errors: Vec<RecipientError>,
+    /// The server's final reply to DATA, e.g. `250 2.0.0 OK`.
+    pub response: String,
+}
+
+impl From<SentInfo> for SentMessageInfo {
+    fn from(info: SentInfo) -> Self {
+        let rejected_errors = info
+            .rejected
+            .iter()
+            .map(|r| RecipientError {
+                message: format!("recipient {} refused: {}", r.recipient, r.reply),
+                code: "EENVELOPE".into(),
+                recipient: r.recipient.clone(),
+                response_code: r.reply.code.into(),
+                response: r.reply.to_string(),
+                command: "RCPT TO".into(),
+            })
+            .collect();
+        SentMessageInfo {
+            message_id: info.message_id,
+            envelope: Envelope {
+                from: info.envelope_from,
+                to: info.envelope_to,
+            },
+            accepted: info.accepted,
+            rejected: info.rejected.into_iter().map(|r| r.recipient).collect(),
+            rejected_errors,
+            response: info.response,
+        }
+    }
+}
+
+/// The native half of a transport; `transport.js` wraps it in nodemailer's API.
+#[napi]
+pub struct NativeTransport {
+    /// `None` once closed: dropping the core transport zeroes the secrets it holds.
+    inner: Mutex<Option<Arc<Transport>>>,
+}
+
+#[napi]
+impl NativeTransport {
+    /// Validates `config` (a TAS `mail.smtp` object) synchronously; throws `ECONFIG`
+    /// naming the field. `defaults` are message fields used when a message lacks them.
+    #[napi(
+        constructor,
+        catch_unwind,
+        ts_args_type = "config: object, defaults?: object | undefined | null"
+    )]
+    pub fn new(env: Env, config: Unknown, defaults: Option<Unknown>) -> Result<Self> {
+        let config = to_value(config)?;
+        let defaults = defaults.map(to_value).transpose()?;
+        // Node reads NODE_EXTRA_CA_CERTS for its own TLS; the token endpoint and the SMTP
+        // server are reached from Rust, so the same file is read here.
+        let extra_ca_file = std::env::var_os("NODE_EXTRA_CA_CERTS").and_then(|path| std::fs::read(path).ok());
+        let transport = Transport::new(&config, defaults, extra_ca_file.as_deref())
+            .map_err(|err| to_js_error(&env, &err))?;
+        Ok(NativeTransport {
+            inner: Mutex::new(Some(Arc::new(transport))),
+        })
+    }
+
+    /// Connects, starts TLS, gets a token, authenticates and quits. Resolves `true`.
+    #[napi(ts_return_type = "Promise<true>")]
+    pub fn verify<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
+        let transport = self.transport();
+        settle(
+            env,
+            async move { transport?.verify().await.map(|()| true) },
+            |_, ok| Ok(ok),
+        )
+    }
+
+    /// Builds and sends one message over a connection of its own.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "message: object",
+        ts_return_type = "Promise<SentMessageInfo>"
+    )]
+    pub fn send_mail<'env>(
+        &self,
+        env: &'env Env,
+        message: Unknown,
+    ) -> Result<PromiseRaw<'env, SentMessageInfo>> {
+        let message = to_value(message)?;
+        let transport = self.transport();
+        settle(env, async move { transport?.send(&message).await }, |_, info| {
+            Ok(SentMessageInfo::from(info))
+        })
+    }
+
+    /// Releases the transport; later calls reject with `ECONNECTION`.
+    #[napi]
+    pub fn close(&self) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn transport(&self) -> std::result::Result<Arc<Transport>, Error> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::Connection, "the transport is closed"))
+    }
+}
+
+/// Runs `work` on napi's tokio runtime and settles a promise with its outcome: `to_js`
+/// converts a success, [`to_js_error`] a failure. A panic inside `work` rejects the promise
+/// instead of unwinding into Node.
+fn settle<'env, T, V, F, C>(env: &'env Env, work: F, to_js: C) -> Result<PromiseRaw<'env, V>>
+where
+    T: Send + 'static,
+    V: napi::bindgen_prelude::ToNapiValue,
+    F: Future<Output = std::result::Result<T, Error>> + Send + 'static,
+    C: FnOnce(&Env, T) -> Result<V> + 'static,
+{
+    let guarded = async move {
+        let outcome = match tokio::spawn(work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::new(
+                ErrorKind::Protocol,
+                "internal error: the operation panicked (please report this bug)",
+            )),
+        };
+        Ok(outcome)
+    };
+    env.spawn_future_with_callback(guarded, move |env, outcome| match outcome {
+        Ok(value) => to_js(env, value),
+        Err(err) => Err(to_js_error(env, &err)),
+    })
+}

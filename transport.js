@@ -1,0 +1,79 @@
+'use strict'
+// The public API: nodemailer's calling conventions over the native transport.
+// Everything that decides anything (config validation, tokens, MIME, SMTP) is in Rust;
+// this file only adds what JavaScript callers expect: callbacks, EventEmitter, inspection.
+
+const { EventEmitter } = require('node:events')
+const { inspect } = require('node:util')
+const { NativeTransport } = require('./index.js')
+const { version } = require('./package.json')
+
+class Transport extends EventEmitter {
+  #native
+  #summary
+
+  /**
+   * @param {object} config a TAS `mail.smtp` object
+   * @param {object} [defaults] message fields used when a message lacks them (e.g. `from`)
+   */
+  constructor(config, defaults) {
+    super()
+    this.#native = new NativeTransport(config, defaults)
+    this.name = 'smtp-oauth-transport'
+    this.version = version
+    // What inspection shows: where mail goes and as whom; never a secret.
+    this.#summary = {
+      host: config.host,
+      port: config.port,
+      type: config.type === undefined ? (config.auth && config.auth.pass ? 'login' : 'none') : config.type,
+      user: config.auth ? config.auth.user : undefined,
+    }
+  }
+
+  /** Connects, starts TLS, gets a token, authenticates and quits; resolves `true`. */
+  verify(callback) {
+    return settle(() => this.#native.verify(), callback)
+  }
+
+  /** Sends one message; resolves with nodemailer's `info`. */
+  sendMail(message, callback) {
+    return settle(() => this.#native.sendMail(message), callback)
+  }
+
+  /** Releases the transport: the secrets it holds are zeroed; later sends reject. */
+  close() {
+    this.#native.close()
+    return Promise.resolve()
+  }
+
+  toJSON() {
+    return { name: this.name, version: this.version, ...this.#summary }
+  }
+
+  [inspect.custom]() {
+    return `Transport ${inspect(this.#summary)}`
+  }
+}
+
+// nodemailer's convention: with a callback, call it and return undefined; without, a promise.
+function settle(start, callback) {
+  let promise
+  try {
+    promise = start()
+  } catch (err) {
+    promise = Promise.reject(err)
+  }
+  if (typeof callback !== 'function') return promise
+  promise.then((value) => callback(null, value), (err) => callback(err))
+  return undefined
+}
+
+/**
+ * Creates a transport from a TAS `mail.smtp` object. Throws `ECONFIG` naming the field
+ * when the config is incomplete; makes no network call.
+ */
+function createTransport(config, defaults) {
+  return new Transport(config, defaults)
+}
+
+module.exports = { createTransport, Transport }
