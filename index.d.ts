@@ -14,14 +14,27 @@ export declare class NativeTransport {
   /**
    * Validates `config` (a TAS `mail.smtp` object) synchronously; throws `ECONFIG`
    * naming the field. `defaults` are message fields used when a message lacks them.
+   * `onToken` is called (on the JS thread, without keeping the process alive) for each
+   * new access token.
    */
-  constructor(config: object, defaults?: object | undefined | null)
+  constructor(config: object, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null)
   /** Connects, starts TLS, gets a token, authenticates and quits. Resolves `true`. */
   verify(): Promise<true>
   /** Builds and sends one message over a connection of its own. */
   sendMail(message: object): Promise<SentMessageInfo>
+  /** The current access token (cached, or fetched now). */
+  getAccessToken(): Promise<AccessTokenInfo>
+  /** The current token's claims and the setup problems they show. */
+  inspectToken(): Promise<TokenInspection>
   /** Releases the transport; later calls reject with `ECONNECTION`. */
   close(): void
+}
+
+/** An access token, for callers that also use it elsewhere (e.g. Microsoft Graph). */
+export interface AccessTokenInfo {
+  accessToken: string
+  /** When the token expires, in milliseconds since the epoch. */
+  expiresAt: number
 }
 
 /** The SMTP envelope actually used: MAIL FROM and RCPT TO. */
@@ -54,4 +67,32 @@ export interface SentMessageInfo {
   rejectedErrors: Array<RecipientError>
   /** The server's final reply to DATA, e.g. `250 2.0.0 OK`. */
   response: string
+}
+
+/** Sent to the `onToken` callback when a new access token was obtained (never the token). */
+export interface TokenEvent {
+  /** The mailbox the token is used for (`auth.user`). */
+  user: string
+  /** When the token expires, in milliseconds since the epoch. */
+  expiresAt: number
+}
+
+/** The token's claims that matter for SMTP (decoded, not verified). */
+export interface TokenInspection {
+  /** `false` for opaque (non-JWT) tokens; the other fields are then empty. */
+  isJwt: boolean
+  aud?: string
+  roles: Array<string>
+  tid?: string
+  appid?: string
+  /** Expiry in milliseconds since the epoch. */
+  exp?: number
+  problems: Array<TokenProblem>
+}
+
+/** A problem a token's claims show about the Entra ID / Exchange setup. */
+export interface TokenProblem {
+  /** `AUDIENCE`, `ROLE_MISSING`, `TENANT_MISMATCH` or `APP_MISMATCH`. */
+  code: string
+  message: string
 }

@@ -18,7 +18,14 @@ class Transport extends EventEmitter {
    */
   constructor(config, defaults) {
     super()
-    this.#native = new NativeTransport(config, defaults)
+    // The native side holds this callback for as long as the transport lives; a WeakRef
+    // keeps that from holding the transport itself (which would then never be collected).
+    const self = new WeakRef(this)
+    const onToken = ({ user, expiresAt }) => {
+      const transport = self.deref()
+      if (transport) transport.emit('token', { user, expiresAt: new Date(expiresAt) })
+    }
+    this.#native = new NativeTransport(config, defaults, onToken)
     this.name = 'smtp-oauth-transport'
     this.version = version
     // What inspection shows: where mail goes and as whom; never a secret.
@@ -38,6 +45,24 @@ class Transport extends EventEmitter {
   /** Sends one message; resolves with nodemailer's `info`. */
   sendMail(message, callback) {
     return settle(() => this.#native.sendMail(message), callback)
+  }
+
+  /**
+   * The current access token (cached, or fetched now), e.g. to call Microsoft Graph too.
+   * Resolves `{ accessToken, expiresAt: Date }`.
+   */
+  async getAccessToken() {
+    const { accessToken, expiresAt } = await this.#native.getAccessToken()
+    return { accessToken, expiresAt: new Date(expiresAt) }
+  }
+
+  /**
+   * The current token's claims that matter for SMTP (decoded, not verified) and the
+   * setup problems they show: `{ isJwt, aud, roles, tid, appid, exp: Date | null, problems }`.
+   */
+  async inspectToken() {
+    const report = await this.#native.inspectToken()
+    return { ...report, exp: report.exp == null ? null : new Date(report.exp) }
   }
 
   /** Releases the transport: the secrets it holds are zeroed; later sends reject. */

@@ -41,6 +41,9 @@ fn build<'env>(env: &'env Env, err: &Error) -> napi::Result<Object<'env>> {
             object.set_named_property("response", description.as_str())?;
         }
     }
+    if let Some(wait) = err.retry_after() {
+        object.set_named_property("retryAfter", wait.as_secs_f64().ceil())?;
+    }
     if let Some(hint) = err.hint() {
         object.set_named_property("hint", hint)?;
     }

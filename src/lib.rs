@@ -8,10 +8,13 @@ mod js_input;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use napi::bindgen_prelude::{PromiseRaw, Unknown};
-use napi::{Env, Result};
+use napi::bindgen_prelude::{Function, PromiseRaw, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Result, Status};
 use napi_derive::napi;
+use smtp_oauth_core::oauth::TokenListener;
 use smtp_oauth_core::{Error, ErrorKind, SentInfo, Transport};
 
 use js_error::to_js_error;
@@ -80,6 +83,45 @@ impl From<SentInfo> for SentMessageInfo {
     }
 }
 
+/// Sent to the `onToken` callback when a new access token was obtained (never the token).
+#[napi(object)]
+pub struct TokenEvent {
+    /// The mailbox the token is used for (`auth.user`).
+    pub user: String,
+    /// When the token expires, in milliseconds since the epoch.
+    pub expires_at: f64,
+}
+
+/// An access token, for callers that also use it elsewhere (e.g. Microsoft Graph).
+#[napi(object)]
+pub struct AccessTokenInfo {
+    pub access_token: String,
+    /// When the token expires, in milliseconds since the epoch.
+    pub expires_at: f64,
+}
+
+/// A problem a token's claims show about the Entra ID / Exchange setup.
+#[napi(object)]
+pub struct TokenProblem {
+    /// `AUDIENCE`, `ROLE_MISSING`, `TENANT_MISMATCH` or `APP_MISMATCH`.
+    pub code: String,
+    pub message: String,
+}
+
+/// The token's claims that matter for SMTP (decoded, not verified).
+#[napi(object)]
+pub struct TokenInspection {
+    /// `false` for opaque (non-JWT) tokens; the other fields are then empty.
+    pub is_jwt: bool,
+    pub aud: Option<String>,
+    pub roles: Vec<String>,
+    pub tid: Option<String>,
+    pub appid: Option<String>,
+    /// Expiry in milliseconds since the epoch.
+    pub exp: Option<f64>,
+    pub problems: Vec<TokenProblem>,
+}
+
 /// The native half of a transport; `transport.js` wraps it in nodemailer's API.
 #[napi]
 pub struct NativeTransport {
@@ -91,18 +133,29 @@ pub struct NativeTransport {
 impl NativeTransport {
     /// Validates `config` (a TAS `mail.smtp` object) synchronously; throws `ECONFIG`
     /// naming the field. `defaults` are message fields used when a message lacks them.
+    /// `onToken` is called (on the JS thread, without keeping the process alive) for each
+    /// new access token.
     #[napi(
         constructor,
         catch_unwind,
-        ts_args_type = "config: object, defaults?: object | undefined | null"
+        ts_args_type = "config: object, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null"
     )]
-    pub fn new(env: Env, config: Unknown, defaults: Option<Unknown>) -> Result<Self> {
+    pub fn new(
+        env: Env,
+        config: Unknown,
+        defaults: Option<Unknown>,
+        on_token: Option<Function<TokenEvent, ()>>,
+    ) -> Result<Self> {
         let config = to_value(config)?;
         let defaults = defaults.map(to_value).transpose()?;
         // Node reads NODE_EXTRA_CA_CERTS for its own TLS; the token endpoint and the SMTP
         // server are reached from Rust, so the same file is read here.
         let extra_ca_file = std::env::var_os("NODE_EXTRA_CA_CERTS").and_then(|path| std::fs::read(path).ok());
-        let transport = Transport::new(&config, defaults, extra_ca_file.as_deref())
+        let listener = match on_token {
+            Some(callback) => Some(token_listener(&config, callback)?),
+            None => None,
+        };
+        let transport = Transport::new(&config, defaults, extra_ca_file.as_deref(), listener)
             .map_err(|err| to_js_error(&env, &err))?;
         Ok(NativeTransport {
             inner: Mutex::new(Some(Arc::new(transport))),
@@ -138,6 +191,46 @@ impl NativeTransport {
         })
     }
 
+    /// The current access token (cached, or fetched now).
+    #[napi(ts_return_type = "Promise<AccessTokenInfo>")]
+    pub fn get_access_token<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, AccessTokenInfo>> {
+        let transport = self.transport();
+        settle(env, async move { transport?.access_token().await }, |_, token| {
+            Ok(AccessTokenInfo {
+                access_token: token.value.expose().to_string(),
+                expires_at: epoch_ms(token.expires_at_wall),
+            })
+        })
+    }
+
+    /// The current token's claims and the setup problems they show.
+    #[napi(ts_return_type = "Promise<TokenInspection>")]
+    pub fn inspect_token<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, TokenInspection>> {
+        let transport = self.transport();
+        settle(
+            env,
+            async move { transport?.inspect_token().await },
+            |_, report| {
+                Ok(TokenInspection {
+                    is_jwt: report.is_jwt,
+                    aud: report.aud,
+                    roles: report.roles,
+                    tid: report.tid,
+                    appid: report.appid,
+                    exp: report.exp.map(epoch_ms),
+                    problems: report
+                        .problems
+                        .into_iter()
+                        .map(|p| TokenProblem {
+                            code: p.code.to_string(),
+                            message: p.message,
+                        })
+                        .collect(),
+                })
+            },
+        )
+    }
+
     /// Releases the transport; later calls reject with `ECONNECTION`.
     #[napi]
     pub fn close(&self) {
@@ -151,6 +244,40 @@ impl NativeTransport {
             .clone()
             .ok_or_else(|| Error::new(ErrorKind::Connection, "the transport is closed"))
     }
+}
+
+/// Forwards new-token notices to the JS callback. The threadsafe function is weak: a
+/// pending notice never keeps the Node process alive.
+fn token_listener(
+    config: &smtp_oauth_core::Value,
+    callback: Function<TokenEvent, ()>,
+) -> Result<TokenListener> {
+    let user = config
+        .get("auth")
+        .and_then(|auth| auth.get("user"))
+        .and_then(|user| match user {
+            smtp_oauth_core::Value::String(user) => Some(user.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let tsfn: ThreadsafeFunction<TokenEvent, (), TokenEvent, Status, false, true> = callback
+        .build_threadsafe_function()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()?;
+    Ok(Box::new(move |expires_at| {
+        let event = TokenEvent {
+            user: user.clone(),
+            expires_at: epoch_ms(expires_at),
+        };
+        tsfn.call(event, ThreadsafeFunctionCallMode::NonBlocking);
+    }))
+}
+
+fn epoch_ms(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as f64)
+        .unwrap_or(0.0)
 }
 
 /// Runs `work` on napi's tokio runtime and settles a promise with its outcome: `to_js`

@@ -9,6 +9,7 @@ use rustls::pki_types::{pem::PemObject, CertificateDer};
 
 use crate::error::{ErrorKind, Result};
 use crate::input::{Field, Value};
+use crate::oauth::{CertificateCredential, ClientCredential};
 use crate::secret::Secret;
 
 /// The path every config error starts with, as the field is called in a TAS `local.js`.
@@ -59,11 +60,15 @@ impl Auth {
 
 #[derive(Debug, Clone)]
 pub struct OAuth2Config {
-    /// The token endpoint (`oauth2.host` in the TAS config).
+    /// The token endpoint (`oauth2.host` in the TAS config, or built from `tenantId`).
     pub token_url: reqwest::Url,
     pub client_id: String,
-    pub client_secret: Secret,
+    pub credential: ClientCredential,
     pub scope: String,
+    /// The tenant tokens must come from: `tenantId`, or the tenant id in the token URL.
+    pub tenant_id: Option<String>,
+    /// An explicit proxy for token requests (`HTTPS_PROXY`/`NO_PROXY` apply otherwise).
+    pub proxy: Option<reqwest::Url>,
     /// How long before expiry a token is renewed (clamped for short-lived tokens).
     pub renew_before: Duration,
     /// The whole token request, connect to last byte.
@@ -158,12 +163,29 @@ fn parse_auth(root: &Field) -> Result<Auth> {
     })
 }
 
+/// The sovereign clouds: login host and Exchange scope (`oauth2.cloud`).
+const CLOUDS: [(&str, &str, &str); 3] = [
+    (
+        "global",
+        "https://login.microsoftonline.com",
+        "https://outlook.office365.com/.default",
+    ),
+    (
+        "usgov",
+        "https://login.microsoftonline.us",
+        "https://outlook.office365.us/.default",
+    ),
+    (
+        "china",
+        "https://login.partner.microsoftonline.cn",
+        "https://partner.outlook.cn/.default",
+    ),
+];
+
 fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
     if field.optional_object()?.is_none() {
         return Err(field.missing());
     }
-    let url_field = field.child("host");
-    let token_url = parse_token_url(&url_field)?;
     let grant = field.child("grantType");
     if let Some(grant_type) = grant.optional_string()? {
         if grant_type != "client_credentials" {
@@ -171,20 +193,101 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
         }
     }
     let client_id = field.child("clientId").string()?.trim().to_string();
-    let client_secret = Secret::new(field.child("clientSecret").secret()?);
-    let scope = field.child("scope").string()?.trim().to_string();
+    let tenant_id = field
+        .child("tenantId")
+        .optional_string()?
+        .map(|t| t.trim().to_string());
+    let url_field = field.child("host");
+    let (token_url, default_scope) = match (url_field.is_present(), &tenant_id) {
+        (true, _) => (parse_token_url(&url_field)?, None),
+        (false, Some(tenant)) => {
+            let (authority, scope) = cloud_authority(&field.child("cloud"))?;
+            let url = format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/'));
+            let url = reqwest::Url::parse(&url).map_err(|err| {
+                field
+                    .child("tenantId")
+                    .error(format!("does not make a valid token URL ({err})"))
+            })?;
+            (url, scope)
+        }
+        (false, None) => return Err(url_field.missing()),
+    };
+    let scope = match (field.child("scope").optional_string()?, default_scope) {
+        (Some(scope), _) => scope.trim().to_string(),
+        (None, Some(scope)) => scope.to_string(),
+        (None, None) => return Err(field.child("scope").missing()),
+    };
     let renew_before = match field.child("renewBeforeSeconds").optional_integer(0..=86_400)? {
         Some(seconds) => Duration::from_secs(seconds),
         None => DEFAULT_RENEW_BEFORE,
     };
+    let proxy_field = field.child("proxy");
+    let proxy = match proxy_field.optional_string()? {
+        Some(text) => Some(reqwest::Url::parse(text.trim()).map_err(|err| {
+            proxy_field.error(format!("must be a proxy URL such as http://proxy:3128 ({err})"))
+        })?),
+        None => None,
+    };
     Ok(OAuth2Config {
+        tenant_id: tenant_id.or_else(|| tenant_in_url(&token_url)),
         token_url,
         client_id,
-        client_secret,
+        credential: parse_credential(field)?,
         scope,
+        proxy,
         renew_before,
         timeout: timeout(&field.child("timeout"), DEFAULT_TOKEN_TIMEOUT)?,
     })
+}
+
+/// `oauth2.cloud`: a known cloud's login host and Exchange scope, or an authority URL
+/// (for which the scope must be given).
+fn cloud_authority(field: &Field) -> Result<(String, Option<&'static str>)> {
+    let name = field.optional_string()?.unwrap_or("global");
+    if let Some((_, authority, scope)) = CLOUDS
+        .iter()
+        .find(|(cloud, _, _)| cloud.eq_ignore_ascii_case(name))
+    {
+        return Ok((authority.to_string(), Some(scope)));
+    }
+    if name.contains("://") {
+        let url = parse_token_url(field)?;
+        return Ok((url.as_str().to_string(), None));
+    }
+    Err(field.wrong_type("'global', 'usgov', 'china' or an authority URL"))
+}
+
+/// Entra ID token URLs are `https://login.../{tenant}/oauth2/v2.0/token`.
+fn tenant_in_url(url: &reqwest::Url) -> Option<String> {
+    let mut segments = url.path_segments()?;
+    let tenant = segments.next()?;
+    (segments.next() == Some("oauth2") && !tenant.is_empty()).then(|| tenant.to_string())
+}
+
+/// A client secret, or a private key with its certificate (or thumbprint).
+fn parse_credential(field: &Field) -> Result<ClientCredential> {
+    let secret = field.child("clientSecret");
+    let key = field.child("privateKey");
+    if secret.is_present() || !key.is_present() {
+        return Ok(ClientCredential::Secret(Secret::new(secret.secret()?)));
+    }
+    let pem = |child: &Field| -> Result<Option<Vec<u8>>> {
+        match child.value() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.as_bytes().to_vec())),
+            Some(Value::Bytes(bytes)) => Ok(Some(bytes.clone())),
+            Some(other) => {
+                Err(child.error(format!("must be PEM text or a Buffer, got {}", other.type_name())))
+            }
+        }
+    };
+    let key_pem = pem(&key)?.unwrap_or_default();
+    let certificate = pem(&field.child("certificate"))?;
+    let sha256 = field.child("thumbprintSha256").optional_string()?;
+    let sha1 = field.child("thumbprint").optional_string()?;
+    let credential = CertificateCredential::new(&key_pem, certificate.as_deref(), sha256, sha1)
+        .map_err(|(name, problem)| field.child(name).error(problem))?;
+    Ok(ClientCredential::Certificate(std::sync::Arc::new(credential)))
 }
 
 /// The token URL must be `https://`, except on loopback hosts where tests and local
@@ -325,6 +428,7 @@ mod tests {
         assert_eq!(user, "tas@contoso.com");
         assert_eq!(oauth2.scope, "https://outlook.office365.com/.default");
         assert_eq!(oauth2.renew_before, Duration::from_secs(300));
+        assert_eq!(oauth2.tenant_id.as_deref(), Some("t"));
         assert!(config.tls.verify_certificates);
         assert!(!format!("{config:?}").contains("canary-secret"));
     }
@@ -408,6 +512,33 @@ mod tests {
         assert!(TransportConfig::from_value(&config, None).unwrap().implicit_tls);
         let config = set(&config, &["secure"], Value::Bool(false));
         assert!(!TransportConfig::from_value(&config, None).unwrap().implicit_tls);
+    }
+
+    #[test]
+    fn tenant_id_and_cloud_build_the_token_url() {
+        let config = without(&tas_config(), &["oauth2", "host"]);
+        let config = without(&config, &["oauth2", "scope"]);
+        let config = set(&config, &["oauth2", "tenantId"], Value::str("contoso-tenant"));
+        let usgov = set(&config, &["oauth2", "cloud"], Value::str("usgov"));
+        let parsed = TransportConfig::from_value(&usgov, None).unwrap();
+        let Auth::OAuth2 { oauth2, .. } = parsed.auth else {
+            panic!("not oauth2")
+        };
+        assert_eq!(
+            oauth2.token_url.as_str(),
+            "https://login.microsoftonline.us/contoso-tenant/oauth2/v2.0/token"
+        );
+        assert_eq!(oauth2.scope, "https://outlook.office365.us/.default");
+        let bad = set(&config, &["oauth2", "cloud"], Value::str("mars"));
+        assert!(error_of(&bad).starts_with("mail.smtp.oauth2.cloud must be 'global', 'usgov', 'china'"));
+    }
+
+    #[test]
+    fn a_private_key_replaces_the_secret() {
+        let config = without(&tas_config(), &["oauth2", "clientSecret"]);
+        let config = set(&config, &["oauth2", "privateKey"], Value::str("not a key"));
+        let config = set(&config, &["oauth2", "thumbprint"], Value::str(&"ab".repeat(20)));
+        assert!(error_of(&config).starts_with("mail.smtp.oauth2.privateKey is not a PEM private key"));
     }
 
     #[test]

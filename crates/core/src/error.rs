@@ -106,6 +106,7 @@ struct Details {
     oauth: Option<OAuthErrorBody>,
     rejected: Vec<RejectedRecipient>,
     hint: Option<String>,
+    retry_after: Option<std::time::Duration>,
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -122,6 +123,7 @@ impl Error {
             oauth: None,
             rejected: Vec::new(),
             hint: None,
+            retry_after: None,
             source: None,
         }))
     }
@@ -167,6 +169,12 @@ impl Error {
         self
     }
 
+    /// How long the server asked us to wait (HTTP `Retry-After`).
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.0.retry_after = Some(wait);
+        self
+    }
+
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.0.source = Some(std::sync::Arc::new(source));
         self
@@ -207,6 +215,10 @@ impl Error {
 
     pub fn hint(&self) -> Option<&str> {
         self.0.hint.as_deref()
+    }
+
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.0.retry_after
     }
 
     /// `true` when the same operation may succeed later: 4xx replies, network failures,

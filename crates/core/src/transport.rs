@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use crate::config::{Auth, TransportConfig};
-use crate::error::{RejectedRecipient, Result};
+use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
 use crate::input::Value;
 use crate::message::build_message;
-use crate::oauth::TokenProvider;
+use crate::oauth::{AccessToken, TokenListener, TokenProvider, TokenReport};
 use crate::smtp::{Login, SmtpConnection};
 
 /// What `sendMail` resolves with (nodemailer's `info`).
@@ -32,10 +32,20 @@ pub struct Transport {
 impl Transport {
     /// Validates the config (`ECONFIG` naming the field) and prepares the token provider.
     /// Makes no network call.
-    pub fn new(config: &Value, defaults: Option<Value>, extra_ca_file: Option<&[u8]>) -> Result<Self> {
+    /// `on_token` is told the expiry of every new token.
+    pub fn new(
+        config: &Value,
+        defaults: Option<Value>,
+        extra_ca_file: Option<&[u8]>,
+        on_token: Option<TokenListener>,
+    ) -> Result<Self> {
         let config = TransportConfig::from_value(config, extra_ca_file)?;
         let tokens = match &config.auth {
-            Auth::OAuth2 { oauth2, .. } => Some(Arc::new(TokenProvider::new(oauth2.clone(), &config.tls)?)),
+            Auth::OAuth2 { oauth2, .. } => Some(Arc::new(TokenProvider::new(
+                oauth2.clone(),
+                &config.tls,
+                on_token,
+            )?)),
             _ => None,
         };
         Ok(Transport {
@@ -74,34 +84,113 @@ impl Transport {
         })
     }
 
-    /// A connected, encrypted and authenticated connection. The token is fetched (or taken
-    /// from the cache) only once TLS is up, right before AUTH, so a connection never
-    /// authenticates with a token that expired while it was connecting.
+    /// A connected, encrypted and authenticated connection. The token is taken (from the
+    /// cache, or fetched) only once TLS is up, right before AUTH. If the server refuses a
+    /// token, it is dropped and AUTH is tried once more, on a new connection, with a fresh
+    /// one; a second refusal is final (never a loop).
     pub async fn open_connection(&self) -> Result<SmtpConnection> {
-        let mut connection = SmtpConnection::connect(&self.config).await?;
-        let outcome = match (&self.config.auth, &self.tokens) {
-            (Auth::OAuth2 { user, .. }, Some(tokens)) => match tokens.token().await {
-                Ok(token) => {
-                    connection
-                        .authenticate(&Login::XOAuth2 {
-                            user,
-                            token: &token.value,
-                        })
-                        .await
-                }
-                Err(err) => Err(err),
-            },
+        let (user, tokens) = match (&self.config.auth, &self.tokens) {
+            (Auth::OAuth2 { user, .. }, Some(tokens)) => (user, tokens),
             (Auth::Password { user, password }, _) => {
-                connection.authenticate(&Login::Password { user, password }).await
+                let mut connection = SmtpConnection::connect(&self.config).await?;
+                return match connection.authenticate(&Login::Password { user, password }).await {
+                    Ok(()) => Ok(connection),
+                    Err(err) => {
+                        connection.quit().await;
+                        Err(err)
+                    }
+                };
             }
-            _ => Ok(()),
+            _ => return SmtpConnection::connect(&self.config).await,
         };
-        match outcome {
+        match self.connect_with_token(user, tokens).await {
+            Err((err, Some(rejected))) if is_token_refusal(&err) => {
+                tokens.invalidate(&rejected);
+                match self.connect_with_token(user, tokens).await {
+                    Ok(connection) => Ok(connection),
+                    Err((err, Some(token))) if is_token_refusal(&err) => {
+                        Err(self.explain_refusal(err, &token))
+                    }
+                    Err((err, _)) => Err(err),
+                }
+            }
+            Err((err, _)) => Err(err),
+            Ok(connection) => Ok(connection),
+        }
+    }
+
+    /// Connect, TLS, token, AUTH; on failure also returns the token AUTH was tried with.
+    async fn connect_with_token(
+        &self,
+        user: &str,
+        tokens: &Arc<TokenProvider>,
+    ) -> std::result::Result<SmtpConnection, (Error, Option<Arc<AccessToken>>)> {
+        let mut connection = SmtpConnection::connect(&self.config)
+            .await
+            .map_err(|err| (err, None))?;
+        let token = match tokens.token().await {
+            Ok(token) => token,
+            Err(err) => {
+                connection.quit().await;
+                return Err((err, None));
+            }
+        };
+        match connection
+            .authenticate(&Login::XOAuth2 {
+                user,
+                token: &token.value,
+            })
+            .await
+        {
             Ok(()) => Ok(connection),
             Err(err) => {
                 connection.quit().await;
-                Err(err)
+                Err((err, Some(token)))
             }
         }
     }
+
+    /// Adds what the token's claims say (wrong audience, missing role, other tenant) to the
+    /// hint of a final AUTH refusal.
+    fn explain_refusal(&self, err: Error, token: &AccessToken) -> Error {
+        let Some(tokens) = &self.tokens else {
+            return err;
+        };
+        let report = tokens.inspect(token);
+        if report.problems.is_empty() {
+            return err;
+        }
+        let findings: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
+        let hint = match err.hint() {
+            Some(hint) => format!("The token shows: {}. {hint}", findings.join("; ")),
+            None => format!("The token shows: {}.", findings.join("; ")),
+        };
+        err.with_hint(hint)
+    }
+
+    /// The current access token (cached, or fetched now), for callers that also use it
+    /// elsewhere (e.g. Microsoft Graph).
+    pub async fn access_token(&self) -> Result<Arc<AccessToken>> {
+        match &self.tokens {
+            Some(tokens) => tokens.token().await,
+            None => Err(Error::config(
+                "mail.smtp.type is not 'oauth2': this transport has no access token",
+            )),
+        }
+    }
+
+    /// The current token's claims that matter for SMTP, and the problems they show.
+    pub async fn inspect_token(&self) -> Result<TokenReport> {
+        let token = self.access_token().await?;
+        let tokens = self
+            .tokens
+            .as_ref()
+            .expect("access_token() succeeded, so there is a provider");
+        Ok(tokens.inspect(&token))
+    }
+}
+
+/// A refusal that a fresh token may cure: 535 (or the 334 challenge, reported as 535).
+fn is_token_refusal(err: &Error) -> bool {
+    err.kind() == ErrorKind::Auth && err.reply().is_some_and(|reply| reply.code == 535)
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::config::OAuth2Config;
 use crate::error::{Error, ErrorKind, OAuthErrorBody, Result};
 use crate::hints::oauth_hint;
+use crate::oauth::credential::ClientCredential;
 use crate::secret::Secret;
 
 /// A token endpoint's answer is a few KB; anything far larger is not a token response.
@@ -20,8 +21,11 @@ pub struct AccessToken {
     pub expires_at: Instant,
     /// Wall-clock expiry, for users and logs.
     pub expires_at_wall: SystemTime,
-    /// When the cache should fetch the next one.
+    /// From here on the next token is fetched in the background; this one is still used.
     pub renew_at: Instant,
+    /// From here on this token is not used any more: sends wait for a new one. Kept well
+    /// before expiry (Exchange refuses tokens that "will expire soon").
+    pub use_until: Instant,
 }
 
 /// What a successful token response says, before it is placed in time.
@@ -34,19 +38,23 @@ pub struct TokenGrant {
 }
 
 impl TokenGrant {
-    /// Places the grant in time: renew at `refresh_in`, or `renew_before` ahead of expiry,
-    /// with the margin clamped to half the lifetime so that short-lived tokens are used.
+    /// Places the grant in time: renew (in the background) at `refresh_in`, or
+    /// `renew_before` ahead of expiry, with the margin clamped to half the lifetime so that
+    /// short-lived tokens are used; stop using it a quarter of that margin (at most a
+    /// minute) before expiry.
     pub fn into_token(self, received: Instant, renew_before: Duration) -> AccessToken {
         let margin = renew_before.min(self.expires_in / 2);
         let mut renew_in = self.expires_in - margin;
         if let Some(refresh_in) = self.refresh_in {
             renew_in = renew_in.min(refresh_in);
         }
+        let hard_margin = (margin / 4).min(Duration::from_secs(60));
         AccessToken {
             value: self.access_token,
             expires_at: received + self.expires_in,
             expires_at_wall: SystemTime::now() + self.expires_in,
             renew_at: received + renew_in,
+            use_until: received + (self.expires_in - hard_margin).max(renew_in),
         }
     }
 }
@@ -163,18 +171,62 @@ pub fn parse_token_response(status: u16, body: &[u8], secret: &Secret) -> Result
     Err(err)
 }
 
-/// Asks the token endpoint for a token with the client_credentials grant.
+/// Attempts per token request when the endpoint fails transiently (5xx, network errors,
+/// `temporarily_unavailable`); credential errors (4xx) are never retried.
+const MAX_ATTEMPTS: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// msal-node's bounds for a `Retry-After` on 429.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Asks for a token with the client_credentials grant, retrying transient failures with
+/// jittered exponential backoff. A 429 is returned at once, with its `Retry-After`.
 pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Result<TokenGrant> {
+    let mut attempt = 1;
+    loop {
+        match request_once(http, config).await {
+            Err(err) if attempt < MAX_ATTEMPTS && err.is_transient() && err.http_status() != Some(429) => {
+                let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
+                // Full jitter between half and all of the backoff: many transports started
+                // together (a cron fleet) do not retry in lockstep.
+                let jittered = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
+                tokio::time::sleep(jittered).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn request_once(http: &reqwest::Client, config: &OAuth2Config) -> Result<TokenGrant> {
     let url = &config.token_url;
-    let form = [
+    let (credential_field, credential_value, scrubbed) = match &config.credential {
+        ClientCredential::Secret(secret) => ("client_secret", secret.clone(), secret.clone()),
+        ClientCredential::Certificate(certificate) => {
+            let assertion = certificate.assertion(&config.client_id, url.as_str())?;
+            ("client_assertion", assertion.clone(), assertion)
+        }
+    };
+    let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_id", config.client_id.as_str()),
-        ("client_secret", config.client_secret.expose()),
         ("scope", config.scope.as_str()),
     ];
+    if credential_field == "client_assertion" {
+        form.push((
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ));
+    }
+    form.push((credential_field, credential_value.expose()));
     let fetch = async {
         let mut response = http.post(url.clone()).form(&form).send().await?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
             body.extend_from_slice(&chunk);
@@ -186,7 +238,12 @@ pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Res
                 .with_http_status(status)));
             }
         }
-        Ok::<_, reqwest::Error>(parse_token_response(status, &body, &config.client_secret))
+        let mut outcome = parse_token_response(status, &body, &scrubbed);
+        if status == 429 {
+            let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER);
+            outcome = outcome.map_err(|err| err.with_retry_after(wait));
+        }
+        Ok::<_, reqwest::Error>(outcome)
     };
     match tokio::time::timeout(config.timeout, fetch).await {
         Ok(Ok(result)) => result,
@@ -203,6 +260,16 @@ pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Res
             ),
         )),
     }
+}
+
+/// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
 /// reqwest's own message is "error sending request"; the cause chain says why.
@@ -287,6 +354,18 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(90));
+        let wait = parse_retry_after(&later).unwrap();
+        assert!(
+            wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
+            "{wait:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
     fn renewal_margin_is_clamped_for_short_tokens() {
         let now = Instant::now();
         let grant = |secs| TokenGrant {
@@ -296,6 +375,7 @@ mod tests {
         };
         let long = grant(3599).into_token(now, Duration::from_secs(300));
         assert_eq!(long.renew_at - now, Duration::from_secs(3299));
+        assert_eq!(long.use_until - now, Duration::from_secs(3599 - 60));
         let short = grant(2).into_token(now, Duration::from_secs(300));
         assert_eq!(short.renew_at - now, Duration::from_secs(1));
         let hinted = TokenGrant {

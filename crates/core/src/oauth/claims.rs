@@ -1,0 +1,205 @@
+//! What an access token says about the setup, read without verifying it (only Exchange can
+//! verify it; reading it tells an administrator what is wrong before any SMTP traffic).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value as Json;
+
+/// Exchange Online's application id, which some tokens carry as `aud`.
+const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
+/// The app role an app needs to send over SMTP.
+pub const SMTP_ROLE: &str = "SMTP.SendAsApp";
+const EXCHANGE_RESOURCES: [&str; 4] = [
+    "https://outlook.office365.com",
+    "https://outlook.office.com",
+    "https://outlook.office365.us",
+    "https://partner.outlook.cn",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenProblem {
+    /// `AUDIENCE`, `ROLE_MISSING`, `TENANT_MISMATCH` or `APP_MISMATCH`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The claims that matter for SMTP, and what is wrong with them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenReport {
+    /// `false` for opaque tokens: nothing can be read from them, and that is not an error.
+    pub is_jwt: bool,
+    pub aud: Option<String>,
+    pub roles: Vec<String>,
+    pub tid: Option<String>,
+    pub appid: Option<String>,
+    pub exp: Option<SystemTime>,
+    pub problems: Vec<TokenProblem>,
+}
+
+/// What the configuration expects of a token.
+pub struct Expectations<'a> {
+    /// The `scope` that was asked for (`https://outlook.office365.com/.default`).
+    pub scope: &'a str,
+    pub tenant_id: Option<&'a str>,
+    pub client_id: &'a str,
+}
+
+pub fn inspect(token: &str, expected: &Expectations) -> TokenReport {
+    let Some(claims) = decode_payload(token) else {
+        return TokenReport::default();
+    };
+    let text = |name: &str| claims.get(name).and_then(Json::as_str).map(str::to_string);
+    let aud = match claims.get("aud") {
+        Some(Json::Array(items)) => items.first().and_then(Json::as_str).map(str::to_string),
+        _ => text("aud"),
+    };
+    let roles = claims
+        .get("roles")
+        .and_then(Json::as_array)
+        .map(|roles| {
+            roles
+                .iter()
+                .filter_map(Json::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut report = TokenReport {
+        is_jwt: true,
+        aud,
+        roles,
+        tid: text("tid"),
+        appid: text("appid").or_else(|| text("azp")),
+        exp: claims
+            .get("exp")
+            .and_then(Json::as_f64)
+            .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s.max(0.0))),
+        problems: Vec::new(),
+    };
+    report.problems = problems(&report, expected);
+    report
+}
+
+fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> {
+    let mut problems = Vec::new();
+    let resource = normalize(expected.scope.trim_end_matches("/.default"));
+    let for_exchange = EXCHANGE_RESOURCES.iter().any(|r| normalize(r) == resource);
+    if let Some(aud) = &report.aud {
+        let matches = normalize(aud) == resource || (for_exchange && aud == EXCHANGE_APP_ID);
+        if !matches {
+            let graph = aud.contains("graph.microsoft") || aud == "00000003-0000-0000-c000-000000000000";
+            let what = if graph {
+                " (a Microsoft Graph token: the scope is Graph's)"
+            } else {
+                ""
+            };
+            problems.push(TokenProblem {
+                code: "AUDIENCE",
+                message: format!("the token's audience is {aud}{what}, not {resource}: set oauth2.scope to '{resource}/.default'"),
+            });
+        }
+    }
+    if for_exchange && !report.roles.iter().any(|r| r == SMTP_ROLE) {
+        let roles = if report.roles.is_empty() {
+            "none".to_string()
+        } else {
+            report.roles.join(", ")
+        };
+        problems.push(TokenProblem {
+            code: "ROLE_MISSING",
+            message: format!("the token has no {SMTP_ROLE} role (roles: {roles}): add the Office 365 Exchange Online application permission SMTP.SendAsApp to the app registration and grant admin consent"),
+        });
+    }
+    if let (Some(tid), Some(tenant)) = (&report.tid, expected.tenant_id) {
+        if !tid.eq_ignore_ascii_case(tenant) {
+            problems.push(TokenProblem {
+                code: "TENANT_MISMATCH",
+                message: format!(
+                    "the token was issued by tenant {tid}, but the configured tenant is {tenant}"
+                ),
+            });
+        }
+    }
+    if let Some(appid) = &report.appid {
+        if !appid.eq_ignore_ascii_case(expected.client_id) {
+            problems.push(TokenProblem {
+                code: "APP_MISMATCH",
+                message: format!(
+                    "the token was issued to app {appid}, not to the configured client id {}",
+                    expected.client_id
+                ),
+            });
+        }
+    }
+    problems
+}
+
+fn normalize(url: &str) -> String {
+    url.trim_end_matches('/').to_ascii_lowercase()
+}
+
+fn decode_payload(token: &str) -> Option<serde_json::Map<String, Json>> {
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Json::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: Json) -> String {
+        format!(
+            "eyJhbGciOiJub25lIn0.{}.sig",
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    }
+
+    fn expected() -> Expectations<'static> {
+        Expectations {
+            scope: "https://outlook.office365.com/.default",
+            tenant_id: Some("t1"),
+            client_id: "app1",
+        }
+    }
+
+    #[test]
+    fn a_good_exchange_token_has_no_problems() {
+        let token = jwt(
+            serde_json::json!({"aud":"https://outlook.office365.com","roles":["SMTP.SendAsApp"],"tid":"t1","appid":"app1","exp":2000000000}),
+        );
+        let report = inspect(&token, &expected());
+        assert!(report.is_jwt);
+        assert_eq!(report.problems, vec![]);
+        assert_eq!(
+            report.exp.unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            2_000_000_000
+        );
+    }
+
+    #[test]
+    fn a_graph_token_without_the_role_from_another_tenant() {
+        let token = jwt(
+            serde_json::json!({"aud":"https://graph.microsoft.com","roles":["Mail.Send"],"tid":"t2","appid":"app1"}),
+        );
+        let codes: Vec<_> = inspect(&token, &expected())
+            .problems
+            .iter()
+            .map(|p| p.code)
+            .collect();
+        assert_eq!(codes, ["AUDIENCE", "ROLE_MISSING", "TENANT_MISMATCH"]);
+    }
+
+    #[test]
+    fn opaque_tokens_are_not_errors() {
+        let report = inspect("ya29.opaque-google-token", &expected());
+        assert!(!report.is_jwt);
+        assert!(report.problems.is_empty());
+    }
+}
