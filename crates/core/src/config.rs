@@ -41,7 +41,7 @@ pub struct TransportConfig {
 #[derive(Debug, Clone)]
 pub enum Auth {
     /// XOAUTH2 with a token obtained by the client_credentials grant.
-    OAuth2 { user: String, oauth2: OAuth2Config },
+    OAuth2 { user: String, oauth2: Box<OAuth2Config> },
     /// PLAIN or LOGIN with a password (TAS's basic configuration).
     Password { user: String, password: Secret },
     /// No AUTH at all (a relay that trusts the network).
@@ -150,7 +150,10 @@ fn parse_auth(root: &Field) -> Result<Auth> {
     if is_oauth2 {
         let user = auth.child("user").string()?.trim().to_string();
         let oauth2 = parse_oauth2(&root.child("oauth2"))?;
-        return Ok(Auth::OAuth2 { user, oauth2 });
+        return Ok(Auth::OAuth2 {
+            user,
+            oauth2: Box::new(oauth2),
+        });
     }
     if !auth.is_present() {
         return Ok(Auth::None);
@@ -537,7 +540,7 @@ mod tests {
     fn a_private_key_replaces_the_secret() {
         let config = without(&tas_config(), &["oauth2", "clientSecret"]);
         let config = set(&config, &["oauth2", "privateKey"], Value::str("not a key"));
-        let config = set(&config, &["oauth2", "thumbprint"], Value::str(&"ab".repeat(20)));
+        let config = set(&config, &["oauth2", "thumbprint"], Value::str("ab".repeat(20)));
         assert!(error_of(&config).starts_with("mail.smtp.oauth2.privateKey is not a PEM private key"));
     }
 

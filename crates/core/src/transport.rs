@@ -42,7 +42,7 @@ impl Transport {
         let config = TransportConfig::from_value(config, extra_ca_file)?;
         let tokens = match &config.auth {
             Auth::OAuth2 { oauth2, .. } => Some(Arc::new(TokenProvider::new(
-                oauth2.clone(),
+                (**oauth2).clone(),
                 &config.tls,
                 on_token,
             )?)),
