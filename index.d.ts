@@ -17,7 +17,7 @@ export declare class NativeTransport {
    * `onToken` is called (on the JS thread, without keeping the process alive) for each
    * new access token.
    */
-  constructor(config: object, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null)
+  constructor(config: object, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null, onLog?: ((record: LogRecord) => void) | undefined | null)
   /** Connects, starts TLS, gets a token, authenticates and quits. Resolves `true`. */
   verify(): Promise<true>
   /** Builds and sends one message over a connection of its own. */
@@ -41,6 +41,13 @@ export interface AccessTokenInfo {
 export interface Envelope {
   from?: string
   to: Array<string>
+}
+
+/** One log line for the user's `logger` (already redacted). */
+export interface LogRecord {
+  /** `debug`, `info`, `warn` or `error`. */
+  level: string
+  message: string
 }
 
 /** A recipient the server refused (nodemailer's `rejectedErrors` entries). */

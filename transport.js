@@ -25,7 +25,11 @@ class Transport extends EventEmitter {
       const transport = self.deref()
       if (transport) transport.emit('token', { user, expiresAt: new Date(expiresAt) })
     }
-    this.#native = new NativeTransport(config, defaults, onToken)
+    const { logger, ...nativeConfig } = config || {}
+    const log = makeLogger(logger)
+    const onLog = log ? ({ level, message }) => log[level](message) : undefined
+    if (!log && config && config.tls && config.tls.rejectUnauthorized === false) warnInsecureOnce()
+    this.#native = new NativeTransport(nativeConfig, defaults, onToken, onLog)
     this.name = 'smtp-oauth-transport'
     this.version = version
     // What inspection shows: where mail goes and as whom; never a secret.
@@ -78,6 +82,28 @@ class Transport extends EventEmitter {
   [inspect.custom]() {
     return `Transport ${inspect(this.#summary)}`
   }
+}
+
+const LEVELS = ['debug', 'info', 'warn', 'error']
+
+// nodemailer's `logger` option: `true` logs to the console, an object with
+// debug/info/warn/error methods (console, pino, bunyan, ...) receives the lines.
+function makeLogger(logger) {
+  if (!logger) return null
+  if (logger === true) {
+    const print = (level) => (message) => console.error(`[smtp-oauth-transport] ${level.toUpperCase()} ${message}`)
+    return Object.fromEntries(LEVELS.map((level) => [level, print(level)]))
+  }
+  if (typeof logger !== 'object' && typeof logger !== 'function') return null
+  const pick = (level) => (typeof logger[level] === 'function' ? (message) => logger[level](message) : () => {})
+  return Object.fromEntries(LEVELS.map((level) => [level, pick(level)]))
+}
+
+let warnedInsecure = false
+function warnInsecureOnce() {
+  if (warnedInsecure) return
+  warnedInsecure = true
+  process.emitWarning('smtp-oauth-transport: tls.rejectUnauthorized is false, certificates are not verified', 'SecurityWarning')
 }
 
 // nodemailer's convention: with a callback, call it and return undefined; without, a promise.

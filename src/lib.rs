@@ -14,8 +14,9 @@ use napi::bindgen_prelude::{Function, PromiseRaw, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Result, Status};
 use napi_derive::napi;
+use smtp_oauth_core::log::{Level, LogSink};
 use smtp_oauth_core::oauth::TokenListener;
-use smtp_oauth_core::{Error, ErrorKind, SentInfo, Transport};
+use smtp_oauth_core::{Environment, Error, ErrorKind, SentInfo, Transport};
 
 use js_error::to_js_error;
 use js_input::to_value;
@@ -92,6 +93,14 @@ pub struct TokenEvent {
     pub expires_at: f64,
 }
 
+/// One log line for the user's `logger` (already redacted).
+#[napi(object)]
+pub struct LogRecord {
+    /// `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    pub message: String,
+}
+
 /// An access token, for callers that also use it elsewhere (e.g. Microsoft Graph).
 #[napi(object)]
 pub struct AccessTokenInfo {
@@ -138,13 +147,14 @@ impl NativeTransport {
     #[napi(
         constructor,
         catch_unwind,
-        ts_args_type = "config: object, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null"
+        ts_args_type = "config: object, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null, onLog?: ((record: LogRecord) => void) | undefined | null"
     )]
     pub fn new(
         env: Env,
         config: Unknown,
         defaults: Option<Unknown>,
         on_token: Option<Function<TokenEvent, ()>>,
+        on_log: Option<Function<LogRecord, ()>>,
     ) -> Result<Self> {
         let config = to_value(config)?;
         let defaults = defaults.map(to_value).transpose()?;
@@ -155,8 +165,17 @@ impl NativeTransport {
             Some(callback) => Some(token_listener(&config, callback)?),
             None => None,
         };
-        let transport = Transport::new(&config, defaults, extra_ca_file.as_deref(), listener)
-            .map_err(|err| to_js_error(&env, &err))?;
+        let log = match on_log {
+            Some(callback) => Some(log_sink(callback)?),
+            None => None,
+        };
+        let environment = Environment {
+            extra_ca_file,
+            on_token: listener,
+            log,
+        };
+        let transport =
+            Transport::new(&config, defaults, environment).map_err(|err| to_js_error(&env, &err))?;
         Ok(NativeTransport {
             inner: Mutex::new(Some(Arc::new(transport))),
         })
@@ -271,6 +290,22 @@ fn token_listener(
             expires_at: epoch_ms(expires_at),
         };
         tsfn.call(event, ThreadsafeFunctionCallMode::NonBlocking);
+    }))
+}
+
+/// Forwards log lines to the JS callback (weak: never keeps the process alive).
+fn log_sink(callback: Function<LogRecord, ()>) -> Result<LogSink> {
+    let tsfn: ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true> = callback
+        .build_threadsafe_function()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()?;
+    Ok(Arc::new(move |level: Level, message: &str| {
+        let record = LogRecord {
+            level: level.as_str().to_string(),
+            message: message.to_string(),
+        };
+        tsfn.call(record, ThreadsafeFunctionCallMode::NonBlocking);
     }))
 }
 

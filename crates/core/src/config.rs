@@ -36,6 +36,8 @@ pub struct TransportConfig {
     pub auth: Auth,
     pub tls: TlsOptions,
     pub timeouts: Timeouts,
+    /// Log the SMTP transcript (redacted) at debug level.
+    pub debug: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +132,7 @@ impl TransportConfig {
                 greeting: timeout(&root.child("greetingTimeout"), DEFAULT_GREETING_TIMEOUT)?,
                 socket: timeout(&root.child("socketTimeout"), DEFAULT_SOCKET_TIMEOUT)?,
             },
+            debug: root.child("debug").optional_bool()?.unwrap_or(false),
         })
     }
 

@@ -28,6 +28,9 @@ pub enum ErrorKind {
     Message,
     /// The server sent a reply the client cannot understand (`EPROTOCOL`).
     Protocol,
+    /// The message was sent but the connection failed before the server confirmed it: it
+    /// may or may not have been delivered, and it is not resent (`EUNKNOWN_DELIVERY`).
+    UnknownDelivery,
 }
 
 impl ErrorKind {
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Envelope => "EENVELOPE",
             ErrorKind::Message => "EMESSAGE",
             ErrorKind::Protocol => "EPROTOCOL",
+            ErrorKind::UnknownDelivery => "EUNKNOWN_DELIVERY",
         }
     }
 }

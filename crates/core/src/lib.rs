@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod hints;
 pub mod input;
+pub mod log;
 pub mod message;
 pub mod oauth;
 pub mod secret;
@@ -19,4 +20,4 @@ pub mod transport;
 
 pub use error::{Error, ErrorKind, Result};
 pub use input::Value;
-pub use transport::{SentInfo, Transport};
+pub use transport::{Environment, SentInfo, Transport};

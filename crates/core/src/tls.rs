@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -11,22 +10,8 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use crate::config::TlsOptions;
 use crate::error::{Error, ErrorKind, Result};
 
-/// TLS parameters for an SMTP connection to a server named `server_name`.
-pub fn smtp_tls_parameters(options: &TlsOptions, server_name: &str) -> Result<TlsParameters> {
-    let mut builder = TlsParameters::builder(server_name.to_string())
-        .certificate_store(CertificateStore::WebpkiRoots)
-        .dangerous_accept_invalid_certs(!options.verify_certificates);
-    for der in &options.extra_ca {
-        let certificate = Certificate::from_der(der.to_vec())
-            .map_err(|err| Error::new(ErrorKind::Tls, format!("tls.ca: {err}")))?;
-        builder = builder.add_root_certificate(certificate);
-    }
-    builder
-        .build_rustls()
-        .map_err(|err| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {err}")))
-}
-
-/// The rustls configuration of the token endpoint's HTTPS client and of implicit-TLS SMTP.
+/// The rustls configuration of every TLS connection: SMTP (STARTTLS or implicit) and the
+/// token endpoint's HTTPS client.
 pub fn rustls_client_config(options: &TlsOptions) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())

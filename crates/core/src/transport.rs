@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::{Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
 use crate::input::Value;
+use crate::log::{LogSink, Logger};
 use crate::message::build_message;
 use crate::oauth::{AccessToken, TokenListener, TokenProvider, TokenReport};
 use crate::smtp::{Login, SmtpConnection};
@@ -21,8 +22,20 @@ pub struct SentInfo {
     pub response: String,
 }
 
+/// What the embedding environment gives a transport besides its config.
+#[derive(Default)]
+pub struct Environment {
+    /// The content of the file named by `NODE_EXTRA_CA_CERTS`, if any.
+    pub extra_ca_file: Option<Vec<u8>>,
+    /// Told the expiry of every new token.
+    pub on_token: Option<TokenListener>,
+    /// Where log lines go (the user's `logger`); `debug: true` adds the SMTP transcript.
+    pub log: Option<LogSink>,
+}
+
 pub struct Transport {
     config: TransportConfig,
+    logger: Logger,
     /// Message fields used when a message lacks them (the 2nd argument of `createTransport`).
     defaults: Option<Value>,
     /// One per transport, shared by every send and connection (`None` without OAuth2).
@@ -32,24 +45,44 @@ pub struct Transport {
 impl Transport {
     /// Validates the config (`ECONFIG` naming the field) and prepares the token provider.
     /// Makes no network call.
-    /// `on_token` is told the expiry of every new token.
-    pub fn new(
-        config: &Value,
-        defaults: Option<Value>,
-        extra_ca_file: Option<&[u8]>,
-        on_token: Option<TokenListener>,
-    ) -> Result<Self> {
-        let config = TransportConfig::from_value(config, extra_ca_file)?;
+    pub fn new(config: &Value, defaults: Option<Value>, environment: Environment) -> Result<Self> {
+        let config = TransportConfig::from_value(config, environment.extra_ca_file.as_deref())?;
+        let logger = match environment.log {
+            Some(sink) => Logger::new(sink, config.debug),
+            None => Logger::default(),
+        };
+        if !config.tls.verify_certificates {
+            logger.warn(|| {
+                "tls.rejectUnauthorized is false: certificates are not verified, so anyone on the network path can read the credentials".to_string()
+            });
+        }
         let tokens = match &config.auth {
-            Auth::OAuth2 { oauth2, .. } => Some(Arc::new(TokenProvider::new(
-                (**oauth2).clone(),
-                &config.tls,
-                on_token,
-            )?)),
+            Auth::OAuth2 { user, oauth2 } => {
+                let on_token = environment.on_token;
+                let token_logger = logger.clone();
+                let user = user.clone();
+                let listener: TokenListener = Box::new(move |expires_at| {
+                    token_logger.info(|| {
+                        format!(
+                            "new access token for {user}, valid until {}",
+                            httpdate::fmt_http_date(expires_at)
+                        )
+                    });
+                    if let Some(on_token) = &on_token {
+                        on_token(expires_at);
+                    }
+                });
+                Some(Arc::new(TokenProvider::new(
+                    (**oauth2).clone(),
+                    &config.tls,
+                    Some(listener),
+                )?))
+            }
             _ => None,
         };
         Ok(Transport {
             config,
+            logger,
             defaults,
             tokens,
         })
@@ -92,7 +125,7 @@ impl Transport {
         let (user, tokens) = match (&self.config.auth, &self.tokens) {
             (Auth::OAuth2 { user, .. }, Some(tokens)) => (user, tokens),
             (Auth::Password { user, password }, _) => {
-                let mut connection = SmtpConnection::connect(&self.config).await?;
+                let mut connection = SmtpConnection::connect(&self.config, &self.logger).await?;
                 return match connection.authenticate(&Login::Password { user, password }).await {
                     Ok(()) => Ok(connection),
                     Err(err) => {
@@ -101,7 +134,7 @@ impl Transport {
                     }
                 };
             }
-            _ => return SmtpConnection::connect(&self.config).await,
+            _ => return SmtpConnection::connect(&self.config, &self.logger).await,
         };
         match self.connect_with_token(user, tokens).await {
             Err((err, Some(rejected))) if is_token_refusal(&err) => {
@@ -125,7 +158,7 @@ impl Transport {
         user: &str,
         tokens: &Arc<TokenProvider>,
     ) -> std::result::Result<SmtpConnection, (Error, Option<Arc<AccessToken>>)> {
-        let mut connection = SmtpConnection::connect(&self.config)
+        let mut connection = SmtpConnection::connect(&self.config, &self.logger)
             .await
             .map_err(|err| (err, None))?;
         let token = match tokens.token().await {

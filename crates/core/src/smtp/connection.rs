@@ -1,29 +1,33 @@
-//! One SMTP connection: TCP (with `TCP_NODELAY`), TLS, EHLO, AUTH, then messages.
+//! One SMTP connection: TCP (with `TCP_NODELAY`), TLS (implicit or STARTTLS), EHLO, AUTH,
+//! then messages, each with PIPELINING when the server offers it.
+//!
+//! A small client of its own rather than lettre's `AsyncSmtpConnection`: sending needs to
+//! know whether the final `.` of a message was written before a connection broke (if it
+//! was, the outcome is unknown and the message must not be resent blindly), to pipeline
+//! MAIL/RCPT/DATA, to honour the server's SIZE, to bound every reply, and to log a redacted
+//! transcript. lettre still builds the messages.
 
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use lettre::transport::smtp::response::Response;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use zeroize::Zeroizing;
 
-use super::reply::{from_lettre, refused, reply_of, Step};
+use super::reply::{read_reply, refused, ReadFailure, Reply, Step};
 use super::xoauth2::{decode_challenge, xoauth2_initial_response};
 use crate::config::{Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result, SmtpReply};
+use crate::log::Logger;
 use crate::message::OutgoingMessage;
 use crate::secret::Secret;
-use crate::tls::{rustls_client_config, smtp_tls_parameters};
+use crate::tls::rustls_client_config;
 
 /// The credentials a connection authenticates with, as they are at this moment.
 pub enum Login<'a> {
@@ -40,107 +44,188 @@ pub struct Delivery {
     pub response: String,
 }
 
+/// What the server announced in its EHLO reply.
+#[derive(Debug, Default, Clone)]
+struct Capabilities {
+    starttls: bool,
+    pipelining: bool,
+    eight_bit_mime: bool,
+    smtputf8: bool,
+    /// `SIZE n`; `Some(0)` means "no fixed limit".
+    size: Option<u64>,
+    auth: Vec<String>,
+}
+
+impl Capabilities {
+    fn from_ehlo(reply: &Reply) -> Self {
+        let mut caps = Capabilities::default();
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
+            match keyword.as_str() {
+                "STARTTLS" => caps.starttls = true,
+                "PIPELINING" => caps.pipelining = true,
+                "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                "AUTH" => caps.auth.extend(words.map(str::to_ascii_uppercase)),
+                _ => {}
+            }
+        }
+        caps
+    }
+
+    fn offers_auth(&self, mechanism: &str) -> bool {
+        self.auth.iter().any(|m| m == mechanism)
+    }
+}
+
 pub struct SmtpConnection {
-    inner: AsyncSmtpConnection,
+    stream: BufReader<Stream>,
     socket_timeout: Duration,
     /// Set once TLS is up; credentials are never sent before.
     encrypted: bool,
+    capabilities: Capabilities,
+    logger: Logger,
+    /// `host:port`, for messages.
+    peer: String,
+    /// `false` once the dialogue is in an unknown state: the connection must not be reused.
+    usable: bool,
+    messages_sent: usize,
 }
 
 impl SmtpConnection {
     /// Connects, reads the greeting, says EHLO and sets up TLS: implicit TLS when the
     /// config says `secure`, else STARTTLS, which is required whenever the config has
     /// credentials (a missing STARTTLS is an `ETLS` error, never a plaintext fallback).
-    pub async fn connect(config: &TransportConfig) -> Result<Self> {
-        let address = format!("{}:{}", config.host, config.port);
-        let tcp = match tokio::time::timeout(
-            config.timeouts.connection,
-            TcpStream::connect((config.host.as_str(), config.port)),
-        )
-        .await
-        {
+    pub async fn connect(config: &TransportConfig, logger: &Logger) -> Result<Self> {
+        let peer = format!("{}:{}", config.host, config.port);
+        let connecting = TcpStream::connect((config.host.as_str(), config.port));
+        let tcp = match tokio::time::timeout(config.timeouts.connection, connecting).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(err)) => {
-                return Err(Error::new(
-                    ErrorKind::Connection,
-                    format!("cannot connect to {address}: {err}"),
+                return Err(
+                    Error::new(ErrorKind::Connection, format!("cannot connect to {peer}: {err}"))
+                        .with_command("CONN")
+                        .with_source(err),
                 )
-                .with_command("CONN")
-                .with_source(err))
             }
             Err(_) => {
+                let limit = config.timeouts.connection.as_millis();
                 return Err(Error::new(
                     ErrorKind::Timeout,
-                    format!(
-                        "connection to {address} timed out after {} ms",
-                        config.timeouts.connection.as_millis()
-                    ),
+                    format!("connection to {peer} timed out after {limit} ms"),
                 )
-                .with_command("CONN"))
+                .with_command("CONN"));
             }
         };
-        // lettre writes the message and the final "." separately; with Nagle's algorithm on,
-        // each message then waits for the server's delayed ACK (~40 ms).
+        // Without it every message on a reused connection waits for the server's delayed
+        // ACK (~40 ms) before its final "." leaves.
         tcp.set_nodelay(true).map_err(|err| {
             Error::new(
                 ErrorKind::Connection,
                 format!("cannot configure the socket: {err}"),
             )
         })?;
+        logger.transcript(|| format!("connected to {peer}"));
 
-        let stream: Box<dyn AsyncTokioStream> = if config.implicit_tls {
-            Box::new(ImplicitTls::handshake(tcp, config).await?)
+        let stream = if config.implicit_tls {
+            Stream::Tls(Box::new(tls_handshake(tcp, config).await?))
         } else {
-            Box::new(tcp)
-        };
-        let hello = hello_name(config);
-        let greeting = AsyncSmtpConnection::connect_with_transport(stream, &hello);
-        let inner = match tokio::time::timeout(config.timeouts.greeting, greeting).await {
-            Ok(Ok(inner)) => inner,
-            Ok(Err(err)) => return Err(from_lettre(err, Step::Greeting)),
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{address} sent no greeting within {} ms",
-                        config.timeouts.greeting.as_millis()
-                    ),
-                )
-                .with_command("CONN"))
-            }
+            Stream::Plain(tcp)
         };
         let mut connection = SmtpConnection {
-            inner,
+            stream: BufReader::new(stream),
             socket_timeout: config.timeouts.socket,
             encrypted: config.implicit_tls,
+            capabilities: Capabilities::default(),
+            logger: logger.clone(),
+            peer,
+            usable: true,
+            messages_sent: 0,
         };
+        let greeting =
+            match tokio::time::timeout(config.timeouts.greeting, connection.read(Step::Greeting)).await {
+                Ok(reply) => reply?,
+                Err(_) => {
+                    let limit = config.timeouts.greeting.as_millis();
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("{} sent no greeting within {limit} ms", connection.peer),
+                    )
+                    .with_command("CONN"));
+                }
+            };
+        if greeting.code != 220 {
+            return Err(refused(Step::Greeting, greeting.to_smtp_reply()));
+        }
+        let hello = hello_name(config);
+        connection.ehlo(&hello).await?;
 
         if !connection.encrypted {
-            let offers_starttls = connection
-                .inner
-                .server_info()
-                .supports_feature(Extension::StartTls);
             let needs_tls = !matches!(config.auth, Auth::None);
-            if offers_starttls {
-                let parameters = smtp_tls_parameters(&config.tls, config.tls_server_name())?;
-                let limit = connection.socket_timeout;
-                within(
-                    limit,
-                    Step::StartTls,
-                    connection.inner.starttls(parameters, &hello),
-                )
-                .await?;
-                connection.encrypted = true;
+            if connection.capabilities.starttls {
+                connection.start_tls(config).await?;
+                connection.ehlo(&hello).await?;
             } else if needs_tls {
                 connection.quit().await;
                 return Err(Error::new(
                     ErrorKind::Tls,
-                    format!("{address} does not offer STARTTLS: credentials are never sent over an unencrypted connection (use port 465 with secure: true if the server wants implicit TLS)"),
+                    format!("{}:{} does not offer STARTTLS: credentials are never sent over an unencrypted connection (use port 465 with secure: true if the server wants implicit TLS)", config.host, config.port),
                 )
                 .with_command("STARTTLS"));
             }
         }
         Ok(connection)
+    }
+
+    /// How many messages this connection has sent.
+    pub fn messages_sent(&self) -> usize {
+        self.messages_sent
+    }
+
+    /// `false` once a failure left the dialogue in an unknown state.
+    pub fn is_usable(&self) -> bool {
+        self.usable
+    }
+
+    async fn ehlo(&mut self, hello: &str) -> Result<()> {
+        let reply = match self.command(Step::Ehlo, &format!("EHLO {hello}"), None).await {
+            Ok(reply) => reply,
+            // A server that predates ESMTP: HELO works, but offers no STARTTLS or AUTH.
+            Err(err) if err.reply().is_some_and(|r| r.code == 500 || r.code == 502) => {
+                self.command(Step::Ehlo, &format!("HELO {hello}"), None).await?
+            }
+            Err(err) => return Err(err),
+        };
+        self.capabilities = Capabilities::from_ehlo(&reply);
+        Ok(())
+    }
+
+    async fn start_tls(&mut self, config: &TransportConfig) -> Result<()> {
+        self.command(Step::StartTls, "STARTTLS", None).await?;
+        // Bytes the server sent after its 220 but before the handshake would be read as if
+        // they came over TLS: the classic STARTTLS injection. Refuse them.
+        if !self.stream.buffer().is_empty() {
+            self.usable = false;
+            return Err(Error::new(
+                ErrorKind::Tls,
+                "the server sent data between STARTTLS and the TLS handshake",
+            )
+            .with_command("STARTTLS"));
+        }
+        let Stream::Plain(tcp) = std::mem::replace(self.stream.get_mut(), Stream::Closed) else {
+            return Err(
+                Error::new(ErrorKind::Tls, "the connection is already encrypted").with_command("STARTTLS")
+            );
+        };
+        let tls = tls_handshake(tcp, config)
+            .await
+            .inspect_err(|_| self.usable = false)?;
+        *self.stream.get_mut() = Stream::Tls(Box::new(tls));
+        self.encrypted = true;
+        self.logger.transcript(|| "TLS established".to_string());
+        Ok(())
     }
 
     /// AUTH with `login`. Refused credentials are `EAUTH` with the server's reply and a hint.
@@ -159,267 +244,485 @@ impl SmtpConnection {
 
     async fn auth_xoauth2(&mut self, user: &str, token: &Secret) -> Result<()> {
         let step = Step::Auth("AUTH XOAUTH2");
-        if !self
-            .inner
-            .server_info()
-            .supports_auth_mechanism(Mechanism::Xoauth2)
-        {
-            return Err(
-                Error::new(ErrorKind::Auth, "the server does not offer AUTH XOAUTH2")
-                    .with_command(step.command()),
-            );
+        if !self.capabilities.offers_auth("XOAUTH2") {
+            let offered = self.capabilities.auth.join(" ");
+            return Err(Error::new(
+                ErrorKind::Auth,
+                format!("the server does not offer AUTH XOAUTH2 (it offers: {offered})"),
+            )
+            .with_command(step.command()));
         }
-        let line = SecretLine(Zeroizing::new(format!(
+        let line = Zeroizing::new(format!(
             "AUTH XOAUTH2 {}",
             xoauth2_initial_response(user, token.expose()).as_str()
-        )));
-        let limit = self.socket_timeout;
-        let response = within(limit, step, self.inner.command(line)).await?;
-        if !response.has_code(334) {
+        ));
+        let reply = self.command(step, &line, Some("AUTH XOAUTH2 <redacted>")).await?;
+        if reply.code != 334 {
             return Ok(());
         }
         // A refused XOAUTH2 may come as a 334 challenge carrying a JSON error (Google's way);
-        // the client must answer with an empty line to receive the final 535.
-        let details = decode_challenge(&response_text(&response));
-        let outcome = within(
-            limit,
+        // the client answers with an empty line to receive the final 535.
+        let details = decode_challenge(&reply.lines.join(" "));
+        let final_reply = match self.command(step, "", None).await {
+            Err(err) => match err.reply() {
+                Some(reply) => reply.clone(),
+                None => return Err(err),
+            },
+            Ok(reply) => reply.to_smtp_reply(),
+        };
+        let err = refused(
             step,
-            self.inner.command(SecretLine(Zeroizing::new(String::new()))),
-        )
-        .await;
-        let reply = match outcome {
-            Err(err) => err.reply().cloned(),
-            Ok(response) => Some(to_reply(&response)),
-        }
-        .unwrap_or(SmtpReply {
-            code: 535,
-            text: "no final reply after the challenge".into(),
-        });
-        let err = refused(step, reply);
-        let message = format!("{}; the server explained: {details}", err.message());
+            SmtpReply {
+                code: 535,
+                ..final_reply.clone()
+            },
+        );
+        let message = format!("authentication refused: {final_reply}; the server explained: {details}");
+        let hint = err
+            .hint()
+            .unwrap_or("The server refused the token: check its scope and the mailbox.")
+            .to_string();
         Err(Error::new(ErrorKind::Auth, message)
-            .with_reply(
-                step.command(),
-                err.reply().cloned().expect("refused() sets the reply"),
-            )
-            .with_hint(
-                err.hint()
-                    .unwrap_or("The server refused the token: check the token's scope and the mailbox.")
-                    .to_string(),
-            ))
+            .with_reply(step.command(), final_reply)
+            .with_hint(hint))
     }
 
     async fn auth_password(&mut self, user: &str, password: &Secret) -> Result<()> {
-        let info = self.inner.server_info();
-        let (mechanism, step) = if info.supports_auth_mechanism(Mechanism::Plain) {
-            (Mechanism::Plain, Step::Auth("AUTH PLAIN"))
-        } else if info.supports_auth_mechanism(Mechanism::Login) {
-            (Mechanism::Login, Step::Auth("AUTH LOGIN"))
-        } else {
-            return Err(Error::new(
-                ErrorKind::Auth,
-                "the server offers neither AUTH PLAIN nor AUTH LOGIN",
-            )
-            .with_command("AUTH"));
-        };
-        let credentials = Credentials::new(user.to_string(), password.expose().to_string());
-        let limit = self.socket_timeout;
-        within(limit, step, self.inner.auth(&[mechanism], &credentials)).await?;
-        Ok(())
+        if self.capabilities.offers_auth("PLAIN") {
+            let step = Step::Auth("AUTH PLAIN");
+            let credentials = Zeroizing::new(format!("\0{user}\0{}", password.expose()));
+            let line = Zeroizing::new(format!("AUTH PLAIN {}", STANDARD.encode(credentials.as_bytes())));
+            self.command(step, &line, Some("AUTH PLAIN <redacted>")).await?;
+            return Ok(());
+        }
+        if self.capabilities.offers_auth("LOGIN") {
+            let step = Step::Auth("AUTH LOGIN");
+            self.command(step, "AUTH LOGIN", None).await?;
+            self.command(step, &STANDARD.encode(user), Some("<username redacted>"))
+                .await?;
+            let encoded = Zeroizing::new(STANDARD.encode(password.expose()));
+            self.command(step, &encoded, Some("<password redacted>")).await?;
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Auth,
+            "the server offers neither AUTH PLAIN nor AUTH LOGIN",
+        )
+        .with_command("AUTH"))
     }
 
-    /// MAIL FROM, RCPT TO for each recipient, DATA. Refused recipients are reported, not
-    /// fatal, unless every one is refused (`EENVELOPE`).
+    /// MAIL FROM, RCPT TO for each recipient, DATA (pipelined when offered), then the
+    /// message. Refused recipients are reported, not fatal, unless every one is refused
+    /// (`EENVELOPE`). If the connection breaks after the final `.` and before the server's
+    /// reply, the error is `EUNKNOWN_DELIVERY`: the message may have been delivered.
     pub async fn send(&mut self, message: &OutgoingMessage) -> Result<Delivery> {
-        let limit = self.socket_timeout;
-        let mut parameters = Vec::new();
-        let non_ascii_address = message
-            .envelope_from
-            .iter()
-            .chain(&message.envelope_to)
-            .any(|address| !address.to_string().is_ascii());
-        if non_ascii_address {
-            if !self.inner.server_info().supports_feature(Extension::SmtpUtfEight) {
-                return Err(Error::new(
-                    ErrorKind::Envelope,
-                    "an address is not ASCII and the server does not support SMTPUTF8",
-                ));
+        let size = message.bytes.len() as u64;
+        if let Some(limit) = self.capabilities.size.filter(|&limit| limit > 0 && size > limit) {
+            return Err(Error::message_error(format!(
+                "the message is {size} bytes but the server accepts at most {limit} bytes (its SIZE): nothing was sent"
+            )));
+        }
+        let mail = self.mail_command(message, size)?;
+        let recipients: Vec<String> = message.envelope_to.iter().map(|a| a.to_string()).collect();
+        let outcome = if self.capabilities.pipelining {
+            self.envelope_pipelined(&mail, &recipients).await?
+        } else {
+            self.envelope_one_by_one(&mail, &recipients).await?
+        };
+        let (accepted, rejected) = match outcome {
+            Envelope::Ready { accepted, rejected } => (accepted, rejected),
+            Envelope::Refused(err) => {
+                self.reset().await;
+                return Err(err);
             }
-            parameters.push(MailParameter::SmtpUtfEight);
-        }
-        if !message.bytes.is_ascii() && self.inner.server_info().supports_feature(Extension::EightBitMime) {
-            parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        within(
-            limit,
-            Step::MailFrom,
-            self.inner
-                .command(Mail::new(message.envelope_from.clone(), parameters)),
-        )
-        .await?;
+        };
 
-        let mut accepted = Vec::new();
-        let mut rejected = Vec::new();
-        for recipient in &message.envelope_to {
-            match tokio::time::timeout(
-                limit,
-                self.inner.command(Rcpt::new(recipient.clone(), Vec::new())),
-            )
-            .await
-            {
-                Ok(Ok(_)) => accepted.push(recipient.to_string()),
-                Ok(Err(err)) => match reply_of(&err) {
-                    Some(reply) => rejected.push(RejectedRecipient {
-                        recipient: recipient.to_string(),
-                        reply,
-                    }),
-                    None => return Err(from_lettre(err, Step::RcptTo)),
-                },
-                Err(_) => return Err(timed_out(Step::RcptTo, limit)),
+        self.write_message(&message.bytes).await?;
+        let reply = match tokio::time::timeout(self.socket_timeout, read_reply(&mut self.stream)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(failure)) => return Err(self.unknown_delivery(describe_failure(&failure))),
+            Err(_) => {
+                let limit = self.socket_timeout.as_millis();
+                return Err(self.unknown_delivery(format!("no reply within {limit} ms (socketTimeout)")));
             }
+        };
+        self.logger.transcript(|| format!("S: {}", reply.to_smtp_reply()));
+        if !reply.is_positive() {
+            self.reset().await;
+            return Err(refused(Step::Message, reply.to_smtp_reply()));
         }
-        if accepted.is_empty() {
-            let list: Vec<String> = rejected
-                .iter()
-                .map(|r| format!("{} ({})", r.recipient, r.reply))
-                .collect();
-            let mut err = Error::new(
-                ErrorKind::Envelope,
-                format!("all recipients were refused: {}", list.join(", ")),
-            )
-            .with_rejected(rejected.clone());
-            if let Some(first) = rejected.first() {
-                err = err.with_reply(Step::RcptTo.command(), first.reply.clone());
-            }
-            return Err(err);
-        }
-
-        within(limit, Step::Data, self.inner.command(Data)).await?;
-        let response = within(limit, Step::Message, self.inner.message(&message.bytes)).await?;
+        self.messages_sent += 1;
         Ok(Delivery {
             accepted,
             rejected,
-            response: to_reply(&response).to_string(),
+            response: reply.to_smtp_reply().to_string(),
         })
+    }
+
+    fn mail_command(&self, message: &OutgoingMessage, size: u64) -> Result<String> {
+        let from = message
+            .envelope_from
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut mail = format!("MAIL FROM:<{from}>");
+        if self.capabilities.size.is_some() {
+            mail.push_str(&format!(" SIZE={size}"));
+        }
+        if !message.bytes.is_ascii() && self.capabilities.eight_bit_mime {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        let non_ascii_address =
+            !from.is_ascii() || message.envelope_to.iter().any(|a| !a.to_string().is_ascii());
+        if non_ascii_address {
+            if !self.capabilities.smtputf8 {
+                return Err(Error::new(
+                    ErrorKind::Envelope,
+                    "an envelope address is not ASCII and the server does not support SMTPUTF8",
+                ));
+            }
+            mail.push_str(" SMTPUTF8");
+        }
+        Ok(mail)
+    }
+
+    /// MAIL, every RCPT and DATA in one write; then their replies, in order.
+    async fn envelope_pipelined(&mut self, mail: &str, recipients: &[String]) -> Result<Envelope> {
+        let mut batch = format!("{mail}\r\n");
+        self.logger.transcript(|| format!("C: {mail}"));
+        for recipient in recipients {
+            batch.push_str(&format!("RCPT TO:<{recipient}>\r\n"));
+            self.logger.transcript(|| format!("C: RCPT TO:<{recipient}>"));
+        }
+        batch.push_str("DATA\r\n");
+        self.logger.transcript(|| "C: DATA".to_string());
+        self.write(Step::MailFrom, batch.as_bytes()).await?;
+
+        let mail_reply = self.read(Step::MailFrom).await?;
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for recipient in recipients {
+            let reply = self.read(Step::RcptTo).await?;
+            if reply.is_positive() {
+                accepted.push(recipient.clone());
+            } else {
+                rejected.push(RejectedRecipient {
+                    recipient: recipient.clone(),
+                    reply: reply.to_smtp_reply(),
+                });
+            }
+        }
+        let data_reply = self.read(Step::Data).await?;
+        let refusal = if !mail_reply.is_positive() {
+            Some(refused(Step::MailFrom, mail_reply.to_smtp_reply()))
+        } else if accepted.is_empty() {
+            Some(all_refused(rejected.clone()))
+        } else if data_reply.code != 354 {
+            Some(refused(Step::Data, data_reply.to_smtp_reply()))
+        } else {
+            None
+        };
+        match refusal {
+            None => Ok(Envelope::Ready { accepted, rejected }),
+            Some(err) => {
+                // A server that still said 354 is waiting for content: end it empty.
+                if data_reply.code == 354 {
+                    self.write(Step::Message, b".\r\n").await?;
+                    self.read(Step::Message).await?;
+                }
+                Ok(Envelope::Refused(err))
+            }
+        }
+    }
+
+    async fn envelope_one_by_one(&mut self, mail: &str, recipients: &[String]) -> Result<Envelope> {
+        let mail_reply = self.command(Step::MailFrom, mail, None).await;
+        if let Err(err) = mail_reply {
+            return if err.reply().is_some() {
+                Ok(Envelope::Refused(err))
+            } else {
+                Err(err)
+            };
+        }
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for recipient in recipients {
+            match self
+                .command(Step::RcptTo, &format!("RCPT TO:<{recipient}>"), None)
+                .await
+            {
+                Ok(_) => accepted.push(recipient.clone()),
+                Err(err) => match err.reply() {
+                    Some(reply) => rejected.push(RejectedRecipient {
+                        recipient: recipient.clone(),
+                        reply: reply.clone(),
+                    }),
+                    None => return Err(err),
+                },
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(Envelope::Refused(all_refused(rejected)));
+        }
+        match self.command(Step::Data, "DATA", None).await {
+            Ok(_) => Ok(Envelope::Ready { accepted, rejected }),
+            Err(err) if err.reply().is_some() => Ok(Envelope::Refused(err)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The message, dot-stuffed and with bare LF made CRLF, then the final `.`: written in
+    /// chunks, never copied whole.
+    async fn write_message(&mut self, bytes: &[u8]) -> Result<()> {
+        const CHUNK: usize = 64 * 1024;
+        let mut out = Vec::with_capacity(CHUNK + CHUNK / 8);
+        let mut previous = b'\n';
+        for chunk in bytes.chunks(CHUNK) {
+            for &byte in chunk {
+                if byte == b'.' && previous == b'\n' {
+                    out.push(b'.');
+                }
+                if byte == b'\n' && previous != b'\r' {
+                    out.push(b'\r');
+                }
+                out.push(byte);
+                previous = byte;
+            }
+            self.write_unflushed(Step::Message, &out).await?;
+            out.clear();
+        }
+        let terminator: &[u8] = if previous == b'\n' { b".\r\n" } else { b"\r\n.\r\n" };
+        self.write(Step::Message, terminator).await?;
+        self.logger
+            .transcript(|| format!("C: <message, {} bytes>", bytes.len()));
+        self.logger.transcript(|| "C: .".to_string());
+        Ok(())
+    }
+
+    /// RSET after a refused transaction, so the connection can be reused; if that fails,
+    /// the connection is marked unusable.
+    async fn reset(&mut self) {
+        if self.usable && self.command(Step::Reset, "RSET", None).await.is_err() {
+            self.usable = false;
+        }
     }
 
     /// Says QUIT and closes; a server that does not answer is simply dropped.
     pub async fn quit(mut self) {
-        let limit = self.socket_timeout.min(Duration::from_secs(5));
-        let _ = tokio::time::timeout(limit, self.inner.quit()).await;
+        if self.usable {
+            self.socket_timeout = self.socket_timeout.min(Duration::from_secs(5));
+            let _ = self.command(Step::Quit, "QUIT", None).await;
+        }
+        let _ = self.stream.get_mut().shutdown().await;
     }
-}
 
-/// Runs one step of the dialogue with the socket timeout, mapping its errors.
-async fn within<T>(
-    limit: Duration,
-    step: Step,
-    operation: impl Future<Output = std::result::Result<T, lettre::transport::smtp::Error>>,
-) -> Result<T> {
-    match tokio::time::timeout(limit, operation).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(from_lettre(err, step)),
-        Err(_) => Err(timed_out(step, limit)),
+    /// Sends one command line and reads its reply; a negative reply is an error of the
+    /// step's kind. `shown` replaces the line in the transcript (for secrets).
+    async fn command(&mut self, step: Step, line: &str, shown: Option<&str>) -> Result<Reply> {
+        self.logger.transcript(|| format!("C: {}", shown.unwrap_or(line)));
+        let mut bytes = Zeroizing::new(Vec::with_capacity(line.len() + 2));
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.write(step, &bytes).await?;
+        let reply = self.read(step).await?;
+        if reply.is_positive() {
+            Ok(reply)
+        } else {
+            Err(refused(step, reply.to_smtp_reply()))
+        }
     }
-}
 
-fn timed_out(step: Step, limit: Duration) -> Error {
-    Error::new(
-        ErrorKind::Timeout,
-        format!(
-            "no answer to {} within {} ms (socketTimeout)",
-            step.command(),
-            limit.as_millis()
-        ),
-    )
-    .with_command(step.command())
-}
-
-fn response_text(response: &Response) -> String {
-    response.message().collect::<Vec<_>>().join(" ")
-}
-
-fn to_reply(response: &Response) -> SmtpReply {
-    SmtpReply {
-        code: response.code().to_string().parse().unwrap_or_default(),
-        text: response_text(response),
+    async fn write(&mut self, step: Step, bytes: &[u8]) -> Result<()> {
+        self.write_unflushed(step, bytes).await?;
+        let flushing = self.stream.get_mut().flush();
+        match tokio::time::timeout(self.socket_timeout, flushing).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(self.broken(step, format!("write failed: {err}"))),
+            Err(_) => Err(self.timed_out(step)),
+        }
     }
-}
 
-fn hello_name(config: &TransportConfig) -> ClientId {
-    match &config.hello_name {
-        Some(name) => ClientId::Domain(name.clone()),
-        None => ClientId::default(),
+    async fn write_unflushed(&mut self, step: Step, bytes: &[u8]) -> Result<()> {
+        let writing = self.stream.get_mut().write_all(bytes);
+        match tokio::time::timeout(self.socket_timeout, writing).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(self.broken(step, format!("write failed: {err}"))),
+            Err(_) => Err(self.timed_out(step)),
+        }
     }
-}
 
-/// A command line holding a secret: `Debug` never shows it, and it is zeroed when dropped.
-struct SecretLine(Zeroizing<String>);
-
-impl std::fmt::Display for SecretLine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}\r\n", self.0.as_str())
-    }
-}
-
-/// A TCP stream with TLS from the first byte (port 465), handed to lettre as a plain stream.
-#[derive(Debug)]
-struct ImplicitTls(tokio_rustls::client::TlsStream<TcpStream>);
-
-impl ImplicitTls {
-    async fn handshake(tcp: TcpStream, config: &TransportConfig) -> Result<Self> {
-        let tls_config = Arc::new(rustls_client_config(&config.tls)?);
-        let name =
-            rustls::pki_types::ServerName::try_from(config.tls_server_name().to_string()).map_err(|err| {
-                Error::new(
-                    ErrorKind::Tls,
-                    format!("invalid TLS server name {:?}: {err}", config.tls_server_name()),
+    /// Reads one reply (positive or not); a connection failure is an error.
+    async fn read(&mut self, step: Step) -> Result<Reply> {
+        let reply = match tokio::time::timeout(self.socket_timeout, read_reply(&mut self.stream)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(ReadFailure::Malformed(why))) => {
+                self.usable = false;
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("{} sent {why} during {}", self.peer, step.describe()),
                 )
-            })?;
-        let connector = tokio_rustls::TlsConnector::from(tls_config);
-        match tokio::time::timeout(config.timeouts.connection, connector.connect(name, tcp)).await {
-            Ok(Ok(stream)) => Ok(ImplicitTls(stream)),
-            Ok(Err(err)) => Err(Error::new(
-                ErrorKind::Tls,
-                format!("TLS handshake with {} failed: {err}", config.host),
-            )
-            .with_command("CONN")
-            .with_source(err)),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("TLS handshake with {} timed out", config.host),
-            )
-            .with_command("CONN")),
+                .with_command(step.command()));
+            }
+            Ok(Err(failure)) => return Err(self.broken(step, describe_failure(&failure))),
+            Err(_) => return Err(self.timed_out(step)),
+        };
+        self.logger.transcript(|| format!("S: {}", reply.to_smtp_reply()));
+        Ok(reply)
+    }
+
+    fn broken(&mut self, step: Step, why: String) -> Error {
+        self.usable = false;
+        let kind = if matches!(step, Step::StartTls) {
+            ErrorKind::Tls
+        } else {
+            ErrorKind::Connection
+        };
+        Error::new(
+            kind,
+            format!(
+                "connection to {} failed during {}: {why}",
+                self.peer,
+                step.describe()
+            ),
+        )
+        .with_command(step.command())
+    }
+
+    fn timed_out(&mut self, step: Step) -> Error {
+        self.usable = false;
+        let limit = self.socket_timeout.as_millis();
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "no answer to {} within {limit} ms (socketTimeout)",
+                step.command()
+            ),
+        )
+        .with_command(step.command())
+    }
+
+    fn unknown_delivery(&mut self, why: String) -> Error {
+        self.usable = false;
+        Error::new(
+            ErrorKind::UnknownDelivery,
+            format!("the message was sent to {} but the connection failed before the server confirmed it ({why}): it may or may not have been delivered, and it was not resent", self.peer),
+        )
+        .with_command(Step::Message.command())
+    }
+}
+
+enum Envelope {
+    Ready {
+        accepted: Vec<String>,
+        rejected: Vec<RejectedRecipient>,
+    },
+    Refused(Error),
+}
+
+fn all_refused(rejected: Vec<RejectedRecipient>) -> Error {
+    let list: Vec<String> = rejected
+        .iter()
+        .map(|r| format!("{} ({})", r.recipient, r.reply))
+        .collect();
+    let mut err = Error::new(
+        ErrorKind::Envelope,
+        format!("all recipients were refused: {}", list.join(", ")),
+    );
+    if let Some(first) = rejected.first() {
+        err = err.with_reply(Step::RcptTo.command(), first.reply.clone());
+    }
+    err.with_rejected(rejected)
+}
+
+fn describe_failure(failure: &ReadFailure) -> String {
+    match failure {
+        ReadFailure::Io(err) => err.to_string(),
+        ReadFailure::Closed => "the server closed the connection".to_string(),
+        ReadFailure::Malformed(why) => why.clone(),
+    }
+}
+
+fn hello_name(config: &TransportConfig) -> String {
+    if let Some(name) = &config.hello_name {
+        return name.clone();
+    }
+    hostname::get()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty() && name.is_ascii())
+        .unwrap_or_else(|| "[127.0.0.1]".to_string())
+}
+
+async fn tls_handshake(tcp: TcpStream, config: &TransportConfig) -> Result<TlsStream<TcpStream>> {
+    let tls_config = Arc::new(rustls_client_config(&config.tls)?);
+    let server_name = config.tls_server_name();
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|err| {
+        Error::new(
+            ErrorKind::Tls,
+            format!("invalid TLS server name {server_name:?}: {err}"),
+        )
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(tls_config);
+    match tokio::time::timeout(config.timeouts.connection, connector.connect(name, tcp)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(err)) => Err(Error::new(
+            ErrorKind::Tls,
+            format!("TLS handshake with {server_name} failed: {err}"),
+        )
+        .with_command("STARTTLS")
+        .with_source(err)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("TLS handshake with {server_name} timed out"),
+        )
+        .with_command("STARTTLS")),
+    }
+}
+
+/// The socket, before or after TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between taking the plain socket and putting the TLS one back.
+    Closed,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection is closed")
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
 }
 
-impl AsyncTokioStream for ImplicitTls {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.get_ref().0.peer_addr()
-    }
-}
-
-impl AsyncRead for ImplicitTls {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ImplicitTls {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! SMTP: one connection (TCP, TLS, EHLO, AUTH) and the sending of one message over it.
+//! SMTP: one connection (TCP, TLS, EHLO, AUTH) and the sending of messages over it.
 //!
-//! Built on lettre's low-level `AsyncSmtpConnection` rather than its `AsyncSmtpTransport`:
-//! the transport fixes credentials when it is built (a token expires), its pool cannot ask
-//! for a fresh token per connection, and one refused RCPT aborts the whole message without
-//! naming the recipient. A connection here is opened with whatever login the caller holds
-//! now, so a pool of them can share one token provider.
+//! lettre's high-level `AsyncSmtpTransport` does not fit: its credentials are fixed when it
+//! is built (a token expires), its pool cannot fetch a fresh token per connection, and one
+//! refused RCPT aborts the whole message without naming the recipient. Its low-level
+//! connection cannot pipeline or tell whether a message's final `.` left before a failure.
+//! So the dialogue is a small client here ([`SmtpConnection`]); a connection is opened with
+//! whatever login the caller holds now, so a pool of them shares one token provider.
 
 mod connection;
 mod reply;

@@ -1,23 +1,31 @@
-//! lettre's errors -> ours, by the step that failed.
+//! SMTP replies: reading them (bounded), and turning refusals into errors by the step that
+//! failed.
 
-use std::error::Error as _;
-
-use lettre::transport::smtp::Error as LettreError;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 use crate::error::{Error, ErrorKind, SmtpReply};
 use crate::hints::smtp_hint;
+
+/// RFC 5321 allows 512 bytes per reply line; be generous, but a hostile server cannot
+/// make the client buffer without bound.
+const MAX_LINE_BYTES: u64 = 8 * 1024;
+const MAX_REPLY_LINES: usize = 128;
 
 /// The step of the SMTP dialogue, which decides the error kind of a refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Greeting,
+    Ehlo,
     StartTls,
     /// AUTH, with the command as sent (`AUTH XOAUTH2`, `AUTH PLAIN`, ...).
     Auth(&'static str),
     MailFrom,
     RcptTo,
     Data,
+    /// The message content and its final `.`.
     Message,
+    Reset,
+    Quit,
 }
 
 impl Step {
@@ -25,19 +33,21 @@ impl Step {
     pub fn command(self) -> &'static str {
         match self {
             Step::Greeting => "CONN",
+            Step::Ehlo => "EHLO",
             Step::StartTls => "STARTTLS",
             Step::Auth(command) => command,
             Step::MailFrom => "MAIL FROM",
             Step::RcptTo => "RCPT TO",
-            Step::Data => "DATA",
-            Step::Message => "DATA",
+            Step::Data | Step::Message => "DATA",
+            Step::Reset => "RSET",
+            Step::Quit => "QUIT",
         }
     }
 
     /// The kind of a negative reply at this step.
     fn refusal_kind(self) -> ErrorKind {
         match self {
-            Step::Greeting => ErrorKind::Connection,
+            Step::Greeting | Step::Ehlo | Step::Reset | Step::Quit => ErrorKind::Connection,
             Step::StartTls => ErrorKind::Tls,
             Step::Auth(_) => ErrorKind::Auth,
             Step::MailFrom | Step::RcptTo => ErrorKind::Envelope,
@@ -45,51 +55,100 @@ impl Step {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Step::Greeting => "the greeting",
+            Step::Ehlo => "EHLO",
             Step::StartTls => "STARTTLS",
             Step::Auth(_) => "authentication",
             Step::MailFrom => "MAIL FROM",
             Step::RcptTo => "RCPT TO",
             Step::Data => "DATA",
             Step::Message => "the message",
+            Step::Reset => "RSET",
+            Step::Quit => "QUIT",
         }
     }
 }
 
-/// The server's reply inside a lettre error, if the error is one.
-pub fn reply_of(err: &LettreError) -> Option<SmtpReply> {
-    let code = err.status()?.to_string().parse().ok()?;
-    let text = err.source().map(|source| source.to_string()).unwrap_or_default();
-    Some(SmtpReply { code, text })
+/// A whole (possibly multi-line) reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// The text of each line, without the code and separator.
+    pub lines: Vec<String>,
 }
 
-/// Maps a lettre error at `step` to ours, with the reply, the command and a hint.
-pub fn from_lettre(err: LettreError, step: Step) -> Error {
-    if let Some(reply) = reply_of(&err) {
-        return refused(step, reply);
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
     }
-    let detail = source_chain(&err);
-    let kind = if step == Step::StartTls || err.is_tls() {
-        ErrorKind::Tls
-    } else if err.is_timeout() {
-        ErrorKind::Timeout
-    } else if err.is_response() || err.is_client() {
-        ErrorKind::Protocol
-    } else {
-        ErrorKind::Connection
-    };
-    let message = match kind {
-        ErrorKind::Tls => format!("TLS failed during {}: {detail}", step.describe()),
-        _ => format!("connection failed during {}: {detail}", step.describe()),
-    };
-    Error::new(kind, message)
-        .with_command(step.command())
-        .with_source(err)
+
+    pub fn to_smtp_reply(&self) -> SmtpReply {
+        SmtpReply {
+            code: self.code,
+            text: self.lines.join(" "),
+        }
+    }
 }
 
-/// A negative reply at `step`.
+/// Why no reply could be read.
+pub enum ReadFailure {
+    Io(std::io::Error),
+    /// The server closed the connection.
+    Closed,
+    /// Not SMTP, or over the size limits.
+    Malformed(String),
+}
+
+/// Reads one reply. Lines are `NNN-text` (more follow) or `NNN text` (last).
+pub async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Reply, ReadFailure> {
+    let mut lines = Vec::new();
+    let mut code = 0;
+    loop {
+        let mut raw = Vec::new();
+        let read = (&mut *reader)
+            .take(MAX_LINE_BYTES)
+            .read_until(b'\n', &mut raw)
+            .await
+            .map_err(ReadFailure::Io)?;
+        if read == 0 {
+            return Err(ReadFailure::Closed);
+        }
+        if !raw.ends_with(b"\n") {
+            return Err(ReadFailure::Malformed(format!(
+                "a reply line longer than {MAX_LINE_BYTES} bytes"
+            )));
+        }
+        let line = String::from_utf8_lossy(&raw);
+        let line = line.trim_end_matches(['\r', '\n']);
+        let line_code = line
+            .get(..3)
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (200..600).contains(c));
+        let Some(line_code) = line_code else {
+            let shown: String = line.chars().take(80).collect();
+            return Err(ReadFailure::Malformed(format!("not an SMTP reply: {shown:?}")));
+        };
+        if code != 0 && line_code != code {
+            return Err(ReadFailure::Malformed(
+                "a multi-line reply changed its code".into(),
+            ));
+        }
+        code = line_code;
+        lines.push(line.get(4..).unwrap_or("").to_string());
+        if lines.len() > MAX_REPLY_LINES {
+            return Err(ReadFailure::Malformed(format!(
+                "a reply of more than {MAX_REPLY_LINES} lines"
+            )));
+        }
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok(Reply { code, lines });
+        }
+    }
+}
+
+/// A negative reply at `step`, with its kind, the reply, the command and a hint.
 pub fn refused(step: Step, reply: SmtpReply) -> Error {
     let message = format!("{} refused: {reply}", step.describe());
     let hint = smtp_hint(reply.code, &reply.text);
@@ -100,24 +159,51 @@ pub fn refused(step: Step, reply: SmtpReply) -> Error {
     err
 }
 
-/// lettre's Display is "network error: ..."; the sources say what happened.
-fn source_chain(err: &LettreError) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(current) = cause {
-        let part = current.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cause = current.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn parse(input: &[u8]) -> Result<Reply, String> {
+        let mut reader = tokio::io::BufReader::new(input);
+        read_reply(&mut reader).await.map_err(|failure| match failure {
+            ReadFailure::Io(err) => err.to_string(),
+            ReadFailure::Closed => "closed".into(),
+            ReadFailure::Malformed(why) => why,
+        })
+    }
+
+    #[tokio::test]
+    async fn multi_line_replies() {
+        let reply = parse(b"250-smtp.example.com\r\n250-SIZE 157286400\r\n250 AUTH LOGIN XOAUTH2\r\n")
+            .await
+            .unwrap();
+        assert_eq!(reply.code, 250);
+        assert_eq!(
+            reply.lines,
+            ["smtp.example.com", "SIZE 157286400", "AUTH LOGIN XOAUTH2"]
+        );
+        assert_eq!(
+            parse(b"535 5.7.3 Authentication unsuccessful\r\n")
+                .await
+                .unwrap()
+                .to_smtp_reply()
+                .to_string(),
+            "535 5.7.3 Authentication unsuccessful"
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_or_broken_replies() {
+        assert_eq!(parse(b"").await.unwrap_err(), "closed");
+        assert!(parse(b"HTTP/1.1 400 Bad Request\r\n")
+            .await
+            .unwrap_err()
+            .starts_with("not an SMTP reply"));
+        let endless = vec![b'2'; 100_000];
+        assert!(parse(&endless).await.unwrap_err().contains("longer than"));
+        let many = b"250-x\r\n".repeat(200);
+        assert!(parse(&many).await.unwrap_err().contains("more than"));
+    }
 
     #[test]
     fn refusals_take_the_kind_of_their_step() {
