@@ -26,8 +26,19 @@ export declare class NativeTransport {
   getAccessToken(): Promise<AccessTokenInfo>
   /** The current token's claims and the setup problems they show. */
   inspectToken(): Promise<TokenInspection>
-  /** Releases the transport; later calls reject with `ECONNECTION`. */
-  close(): void
+  /**
+   * Sends a message someone else built (nodemailer's plugin API): `raw` is the whole
+   * message, `envelope` its `{ from, to }`.
+   */
+  sendRaw(raw: Buffer | string, envelope: { from?: string | false; to: string[] }): Promise<SentMessageInfo>
+  /** nodemailer's `isIdle()`: no message waiting and a connection slot free. */
+  isIdle(): boolean
+  /**
+   * Waits for queued messages to be sent (`force`: rejects them instead), closes pooled
+   * connections with QUIT, then releases the transport: its secrets are zeroed and later
+   * calls reject with `ECONNECTION`.
+   */
+  close(force?: boolean | undefined | null): Promise<void>
 }
 
 /** An access token, for callers that also use it elsewhere (e.g. Microsoft Graph). */

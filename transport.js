@@ -48,7 +48,38 @@ class Transport extends EventEmitter {
 
   /** Sends one message; resolves with nodemailer's `info`. */
   sendMail(message, callback) {
-    return settle(() => this.#native.sendMail(message), callback)
+    return settle(() => this.#track(this.#native.sendMail(message)), callback)
+  }
+
+  /**
+   * nodemailer's transport plugin API: `nodemailer.createTransport(createTransport(smtp))`
+   * lets nodemailer build the message (templates, DKIM, icalEvent, ...) and this transport
+   * send its bytes as they are, with nodemailer's envelope.
+   */
+  send(mail, callback) {
+    const envelope = mail.message.getEnvelope()
+    const messageId = mail.message.messageId()
+    mail.message.build((err, raw) => {
+      if (err) return callback(err)
+      this.#track(this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to })).then(
+        (info) => callback(null, { ...info, envelope, messageId }),
+        (sendErr) => callback(sendErr),
+      )
+    })
+  }
+
+  /** nodemailer's `isIdle()`: `true` when a message would be sent without queueing. */
+  isIdle() {
+    return this.#native.isIdle()
+  }
+
+  // After each send, tell listeners when the pool has room again (nodemailer's `idle`).
+  #track(promise) {
+    const emitIdle = () => {
+      if (this.listenerCount('idle') > 0 && this.#native.isIdle()) this.emit('idle')
+    }
+    promise.then(emitIdle, emitIdle)
+    return promise
   }
 
   /**
@@ -69,10 +100,13 @@ class Transport extends EventEmitter {
     return { ...report, exp: report.exp == null ? null : new Date(report.exp) }
   }
 
-  /** Releases the transport: the secrets it holds are zeroed; later sends reject. */
-  close() {
-    this.#native.close()
-    return Promise.resolve()
+  /**
+   * Waits until queued messages are sent (with `{ force: true }`: rejects them), closes
+   * pooled connections with QUIT, and releases the transport: the secrets it holds are
+   * zeroed; later sends reject.
+   */
+  close(options) {
+    return this.#native.close(Boolean(options && options.force))
   }
 
   toJSON() {

@@ -57,6 +57,9 @@ fn build<'env>(env: &'env Env, err: &Error) -> napi::Result<Object<'env>> {
             .collect::<napi::Result<Vec<_>>>()?;
         object.set_named_property("rejectedErrors", errors)?;
     }
+    if err.attempts() > 0 {
+        object.set_named_property("attempts", err.attempts())?;
+    }
     object.set_named_property("permanent", err.is_permanent())?;
     Ok(object)
 }

@@ -250,10 +250,50 @@ impl NativeTransport {
         )
     }
 
-    /// Releases the transport; later calls reject with `ECONNECTION`.
+    /// Sends a message someone else built (nodemailer's plugin API): `raw` is the whole
+    /// message, `envelope` its `{ from, to }`.
+    #[napi(
+        ts_args_type = "raw: Buffer | string, envelope: { from?: string | false; to: string[] }",
+        ts_return_type = "Promise<SentMessageInfo>"
+    )]
+    pub fn send_raw<'env>(
+        &self,
+        env: &'env Env,
+        raw: Unknown,
+        envelope: Unknown,
+    ) -> Result<PromiseRaw<'env, SentMessageInfo>> {
+        let raw = to_value(raw)?;
+        let envelope = to_value(envelope)?;
+        let transport = self.transport();
+        settle(
+            env,
+            async move { transport?.send_raw(&raw, &envelope).await },
+            |_, info| Ok(SentMessageInfo::from(info)),
+        )
+    }
+
+    /// nodemailer's `isIdle()`: no message waiting and a connection slot free.
     #[napi]
-    pub fn close(&self) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+    pub fn is_idle(&self) -> bool {
+        self.transport().map(|t| t.is_idle()).unwrap_or(true)
+    }
+
+    /// Waits for queued messages to be sent (`force`: rejects them instead), closes pooled
+    /// connections with QUIT, then releases the transport: its secrets are zeroed and later
+    /// calls reject with `ECONNECTION`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env, force: Option<bool>) -> Result<PromiseRaw<'env, ()>> {
+        let transport = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        settle(
+            env,
+            async move {
+                if let Some(transport) = transport {
+                    transport.close(force.unwrap_or(false)).await;
+                }
+                Ok(())
+            },
+            |_, ()| Ok(()),
+        )
     }
 
     fn transport(&self) -> std::result::Result<Arc<Transport>, Error> {

@@ -38,6 +38,22 @@ pub struct TransportConfig {
     pub timeouts: Timeouts,
     /// Log the SMTP transcript (redacted) at debug level.
     pub debug: bool,
+    /// `pool: true`: reuse connections, at most `max_connections` at a time.
+    pub pool: Option<PoolOptions>,
+    /// Attempts after the first for transient failures (4xx, lost connections, timeouts).
+    pub max_retries: u32,
+}
+
+/// nodemailer's pool options.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_connections: usize,
+    /// Messages per connection before it is replaced.
+    pub max_messages: usize,
+    /// An idle connection is closed (QUIT) after this long.
+    pub idle_timeout: Duration,
+    /// At most this many messages per `rate_delta` (queued, not rejected).
+    pub rate_limit: Option<(usize, Duration)>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,13 +135,13 @@ impl TransportConfig {
         };
         let implicit_tls = secure.unwrap_or(port == 465);
         let hello_name = root.child("name").optional_string()?.map(str::to_string);
+        let auth = parse_auth(&root)?;
 
         Ok(TransportConfig {
             host,
             port,
             implicit_tls,
             hello_name,
-            auth: parse_auth(&root)?,
             tls: parse_tls(&root.child("tls"), extra_ca_file)?,
             timeouts: Timeouts {
                 connection: timeout(&root.child("connectionTimeout"), DEFAULT_CONNECTION_TIMEOUT)?,
@@ -133,6 +149,12 @@ impl TransportConfig {
                 socket: timeout(&root.child("socketTimeout"), DEFAULT_SOCKET_TIMEOUT)?,
             },
             debug: root.child("debug").optional_bool()?.unwrap_or(false),
+            pool: parse_pool(&root, &auth)?,
+            max_retries: root
+                .child("maxRetries")
+                .optional_integer(0..=20)?
+                .unwrap_or(DEFAULT_MAX_RETRIES as u64) as u32,
+            auth,
         })
     }
 
@@ -140,6 +162,45 @@ impl TransportConfig {
     pub fn tls_server_name(&self) -> &str {
         self.tls.servername.as_deref().unwrap_or(&self.host)
     }
+}
+
+/// Exchange Online allows 3 concurrent connections per mailbox; nodemailer's default is 5.
+const EXCHANGE_MAX_CONNECTIONS: u64 = 3;
+const DEFAULT_MAX_CONNECTIONS: u64 = 5;
+const DEFAULT_MAX_MESSAGES: u64 = 100;
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RATE_DELTA: Duration = Duration::from_secs(1);
+const DEFAULT_MAX_RETRIES: u32 = 3;
+
+fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
+    if !root.child("pool").optional_bool()?.unwrap_or(false) {
+        return Ok(None);
+    }
+    let default_connections = match auth {
+        Auth::OAuth2 { .. } => EXCHANGE_MAX_CONNECTIONS,
+        _ => DEFAULT_MAX_CONNECTIONS,
+    };
+    let max_connections = root
+        .child("maxConnections")
+        .optional_integer(1..=100)?
+        .unwrap_or(default_connections);
+    let max_messages = root
+        .child("maxMessages")
+        .optional_integer(1..=1_000_000)?
+        .unwrap_or(DEFAULT_MAX_MESSAGES);
+    let rate_limit = match root.child("rateLimit").optional_integer(1..=1_000_000)? {
+        Some(limit) => Some((
+            limit as usize,
+            timeout(&root.child("rateDelta"), DEFAULT_RATE_DELTA)?,
+        )),
+        None => None,
+    };
+    Ok(Some(PoolOptions {
+        max_connections: max_connections as usize,
+        max_messages: max_messages as usize,
+        idle_timeout: timeout(&root.child("idleTimeout"), DEFAULT_IDLE_TIMEOUT)?,
+        rate_limit,
+    }))
 }
 
 fn parse_auth(root: &Field) -> Result<Auth> {

@@ -111,6 +111,8 @@ struct Details {
     rejected: Vec<RejectedRecipient>,
     hint: Option<String>,
     retry_after: Option<std::time::Duration>,
+    /// How many times the operation was tried (set by the send path).
+    attempts: u32,
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -128,6 +130,7 @@ impl Error {
             rejected: Vec::new(),
             hint: None,
             retry_after: None,
+            attempts: 0,
             source: None,
         }))
     }
@@ -179,6 +182,11 @@ impl Error {
         self
     }
 
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.0.attempts = attempts;
+        self
+    }
+
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.0.source = Some(std::sync::Arc::new(source));
         self
@@ -223,6 +231,11 @@ impl Error {
 
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         self.0.retry_after
+    }
+
+    /// How many times the send was tried (0 when it never got that far).
+    pub fn attempts(&self) -> u32 {
+        self.0.attempts
     }
 
     /// `true` when the same operation may succeed later: 4xx replies, network failures,

@@ -7,12 +7,14 @@
 
 pub mod address;
 pub mod config;
+pub mod connector;
 pub mod error;
 pub mod hints;
 pub mod input;
 pub mod log;
 pub mod message;
 pub mod oauth;
+pub mod pool;
 pub mod secret;
 pub mod smtp;
 pub mod tls;

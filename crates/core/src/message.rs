@@ -118,6 +118,61 @@ pub async fn build_message(
     })
 }
 
+/// A message nodemailer (or anyone) already built: `raw` is the whole RFC 5322 message,
+/// `envelope` its `{ from, to }` (nodemailer's `mail.message.getEnvelope()`).
+pub fn raw_message(raw: &Value, envelope: &Value) -> Result<OutgoingMessage> {
+    let root = Field::root(MESSAGE_ROOT, envelope, ErrorKind::Message);
+    let bytes = match raw {
+        Value::Bytes(bytes) => bytes.clone(),
+        Value::String(text) => text.as_bytes().to_vec(),
+        other => return Err(Field::root("raw", other, ErrorKind::Message).wrong_type("a Buffer or string")),
+    };
+    let envelope_from = parse_single_mailbox(&root.child("from"))?.map(|mailbox| mailbox.email);
+    let mut seen = std::collections::HashSet::new();
+    let envelope_to: Vec<Address> = parse_mailboxes(&root.child("to"))?
+        .into_iter()
+        .map(|mailbox| mailbox.email)
+        .filter(|address| seen.insert(address.to_string().to_lowercase()))
+        .collect();
+    if envelope_to.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Envelope,
+            "no recipients defined: the envelope has no 'to'",
+        ));
+    }
+    Ok(OutgoingMessage {
+        message_id: header_value(&bytes, "message-id").unwrap_or_default(),
+        envelope_from,
+        envelope_to,
+        bytes,
+    })
+}
+
+/// The (unfolded) value of the first header `name` in the header block of `raw`.
+fn header_value(raw: &[u8], name: &str) -> Option<String> {
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len().min(64 * 1024));
+    let head = String::from_utf8_lossy(&raw[..head_end]);
+    let mut lines = head.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        if key.trim().eq_ignore_ascii_case(name) {
+            let mut value = value.trim().to_string();
+            while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+                value.push(' ');
+                value.push_str(next.trim());
+                lines.next();
+            }
+            return Some(value.trim().to_string());
+        }
+    }
+    None
+}
+
 /// nodemailer's rule: a field of the message wins over the same field of the defaults.
 fn merge_defaults(message: &Value, defaults: Option<&Value>) -> Result<Value> {
     let Value::Object(fields) = message else {
@@ -584,6 +639,20 @@ mod tests {
         .unwrap();
         assert_eq!(message.envelope_from.unwrap().to_string(), "bounce@example.com");
         assert_eq!(message.envelope_to.len(), 1);
+    }
+
+    #[test]
+    fn raw_messages_keep_their_bytes_and_id() {
+        let raw = Value::str("Message-ID:\r\n <abc@example.com>\r\nSubject: x\r\n\r\nbody\r\n");
+        let envelope = Value::object([
+            ("from", Value::str("a@example.com")),
+            ("to", Value::Array(vec![Value::str("b@example.com")])),
+        ]);
+        let message = raw_message(&raw, &envelope).unwrap();
+        assert_eq!(message.message_id, "<abc@example.com>");
+        assert!(message.bytes.ends_with(b"body\r\n"));
+        let no_rcpt = Value::object([("from", Value::str("a@example.com"))]);
+        assert_eq!(raw_message(&raw, &no_rcpt).unwrap_err().code(), "EENVELOPE");
     }
 
     #[test]

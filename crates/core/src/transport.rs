@@ -1,15 +1,17 @@
-//! The transport: a validated config, the shared token provider, and the send path
-//! `message -> token -> connection -> delivery` that the N-API layer exposes.
+//! The transport: a validated config, the connector (token provider included), an optional
+//! pool, and the send path `message -> token -> connection -> delivery` that the N-API layer
+//! exposes.
 
 use std::sync::Arc;
 
 use crate::config::{Auth, TransportConfig};
-use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
+use crate::connector::Connector;
+use crate::error::{RejectedRecipient, Result};
 use crate::input::Value;
 use crate::log::{LogSink, Logger};
-use crate::message::build_message;
+use crate::message::{build_message, raw_message, OutgoingMessage};
 use crate::oauth::{AccessToken, TokenListener, TokenProvider, TokenReport};
-use crate::smtp::{Login, SmtpConnection};
+use crate::pool::Pool;
 
 /// What `sendMail` resolves with (nodemailer's `info`).
 #[derive(Debug, Clone)]
@@ -34,12 +36,11 @@ pub struct Environment {
 }
 
 pub struct Transport {
-    config: TransportConfig,
-    logger: Logger,
+    connector: Arc<Connector>,
     /// Message fields used when a message lacks them (the 2nd argument of `createTransport`).
     defaults: Option<Value>,
-    /// One per transport, shared by every send and connection (`None` without OAuth2).
-    tokens: Option<Arc<TokenProvider>>,
+    /// `pool: true`: reused connections; otherwise one connection per message.
+    pool: Option<Pool>,
 }
 
 impl Transport {
@@ -80,36 +81,53 @@ impl Transport {
             }
             _ => None,
         };
-        Ok(Transport {
+        let pool_options = config.pool;
+        let max_retries = config.max_retries;
+        let connector = Arc::new(Connector {
             config,
             logger,
-            defaults,
             tokens,
+        });
+        let pool = pool_options.map(|options| Pool::new(Arc::clone(&connector), options, max_retries));
+        Ok(Transport {
+            connector,
+            defaults,
+            pool,
         })
     }
 
     pub fn config(&self) -> &TransportConfig {
-        &self.config
+        &self.connector.config
     }
 
     /// Connects, sets up TLS, authenticates and quits: proves the whole chain works.
     pub async fn verify(&self) -> Result<()> {
-        let connection = self.open_connection().await?;
+        let connection = self.connector.open_connection().await?;
         connection.quit().await;
         Ok(())
     }
 
     /// Builds `message` (failing before any connection if it is invalid), then delivers it
-    /// over a connection of its own.
+    /// through the pool, or over a connection of its own.
     pub async fn send(&self, message: &Value) -> Result<SentInfo> {
-        let outgoing = build_message(message, self.defaults.as_ref(), self.config.auth.user()).await?;
-        let mut connection = self.open_connection().await?;
-        let delivery = connection.send(&outgoing).await;
-        connection.quit().await;
-        let delivery = delivery?;
+        let config = &self.connector.config;
+        let outgoing = build_message(message, self.defaults.as_ref(), config.auth.user()).await?;
+        self.deliver(Arc::new(outgoing)).await
+    }
+
+    /// Sends a message built elsewhere (nodemailer's plugin API): its bytes as they are.
+    pub async fn send_raw(&self, raw: &Value, envelope: &Value) -> Result<SentInfo> {
+        self.deliver(Arc::new(raw_message(raw, envelope)?)).await
+    }
+
+    async fn deliver(&self, outgoing: Arc<OutgoingMessage>) -> Result<SentInfo> {
+        let delivery = match &self.pool {
+            Some(pool) => pool.send(Arc::clone(&outgoing)).await?,
+            None => self.connector.send_unpooled(&outgoing).await?,
+        };
         Ok(SentInfo {
-            message_id: outgoing.message_id,
-            envelope_from: outgoing.envelope_from.map(|a| a.to_string()),
+            message_id: outgoing.message_id.clone(),
+            envelope_from: outgoing.envelope_from.as_ref().map(|a| a.to_string()),
             envelope_to: outgoing.envelope_to.iter().map(|a| a.to_string()).collect(),
             accepted: delivery.accepted,
             rejected: delivery.rejected,
@@ -117,113 +135,25 @@ impl Transport {
         })
     }
 
-    /// A connected, encrypted and authenticated connection. The token is taken (from the
-    /// cache, or fetched) only once TLS is up, right before AUTH. If the server refuses a
-    /// token, it is dropped and AUTH is tried once more, on a new connection, with a fresh
-    /// one; a second refusal is final (never a loop).
-    pub async fn open_connection(&self) -> Result<SmtpConnection> {
-        let (user, tokens) = match (&self.config.auth, &self.tokens) {
-            (Auth::OAuth2 { user, .. }, Some(tokens)) => (user, tokens),
-            (Auth::Password { user, password }, _) => {
-                let mut connection = SmtpConnection::connect(&self.config, &self.logger).await?;
-                return match connection.authenticate(&Login::Password { user, password }).await {
-                    Ok(()) => Ok(connection),
-                    Err(err) => {
-                        connection.quit().await;
-                        Err(err)
-                    }
-                };
-            }
-            _ => return SmtpConnection::connect(&self.config, &self.logger).await,
-        };
-        match self.connect_with_token(user, tokens).await {
-            Err((err, Some(rejected))) if is_token_refusal(&err) => {
-                tokens.invalidate(&rejected);
-                match self.connect_with_token(user, tokens).await {
-                    Ok(connection) => Ok(connection),
-                    Err((err, Some(token))) if is_token_refusal(&err) => {
-                        Err(self.explain_refusal(err, &token))
-                    }
-                    Err((err, _)) => Err(err),
-                }
-            }
-            Err((err, _)) => Err(err),
-            Ok(connection) => Ok(connection),
+    /// nodemailer's `isIdle()`: without a pool, always.
+    pub fn is_idle(&self) -> bool {
+        self.pool.as_ref().is_none_or(Pool::is_idle)
+    }
+
+    /// Waits for queued messages (or rejects them with `force`) and closes pooled connections.
+    pub async fn close(&self, force: bool) {
+        if let Some(pool) = &self.pool {
+            pool.close(force).await;
         }
     }
 
-    /// Connect, TLS, token, AUTH; on failure also returns the token AUTH was tried with.
-    async fn connect_with_token(
-        &self,
-        user: &str,
-        tokens: &Arc<TokenProvider>,
-    ) -> std::result::Result<SmtpConnection, (Error, Option<Arc<AccessToken>>)> {
-        let mut connection = SmtpConnection::connect(&self.config, &self.logger)
-            .await
-            .map_err(|err| (err, None))?;
-        let token = match tokens.token().await {
-            Ok(token) => token,
-            Err(err) => {
-                connection.quit().await;
-                return Err((err, None));
-            }
-        };
-        match connection
-            .authenticate(&Login::XOAuth2 {
-                user,
-                token: &token.value,
-            })
-            .await
-        {
-            Ok(()) => Ok(connection),
-            Err(err) => {
-                connection.quit().await;
-                Err((err, Some(token)))
-            }
-        }
-    }
-
-    /// Adds what the token's claims say (wrong audience, missing role, other tenant) to the
-    /// hint of a final AUTH refusal.
-    fn explain_refusal(&self, err: Error, token: &AccessToken) -> Error {
-        let Some(tokens) = &self.tokens else {
-            return err;
-        };
-        let report = tokens.inspect(token);
-        if report.problems.is_empty() {
-            return err;
-        }
-        let findings: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
-        let hint = match err.hint() {
-            Some(hint) => format!("The token shows: {}. {hint}", findings.join("; ")),
-            None => format!("The token shows: {}.", findings.join("; ")),
-        };
-        err.with_hint(hint)
-    }
-
-    /// The current access token (cached, or fetched now), for callers that also use it
-    /// elsewhere (e.g. Microsoft Graph).
+    /// The current access token (cached, or fetched now).
     pub async fn access_token(&self) -> Result<Arc<AccessToken>> {
-        match &self.tokens {
-            Some(tokens) => tokens.token().await,
-            None => Err(Error::config(
-                "mail.smtp.type is not 'oauth2': this transport has no access token",
-            )),
-        }
+        self.connector.access_token().await
     }
 
     /// The current token's claims that matter for SMTP, and the problems they show.
     pub async fn inspect_token(&self) -> Result<TokenReport> {
-        let token = self.access_token().await?;
-        let tokens = self
-            .tokens
-            .as_ref()
-            .expect("access_token() succeeded, so there is a provider");
-        Ok(tokens.inspect(&token))
+        self.connector.inspect_token().await
     }
-}
-
-/// A refusal that a fresh token may cure: 535 (or the 334 challenge, reported as 535).
-fn is_token_refusal(err: &Error) -> bool {
-    err.kind() == ErrorKind::Auth && err.reply().is_some_and(|reply| reply.code == 535)
 }

@@ -1,0 +1,173 @@
+//! Opens authenticated connections: connect, TLS, token (or password), AUTH. Shared by the
+//! one-connection-per-message path and the pool, so both authenticate the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Auth, TransportConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::log::Logger;
+use crate::message::OutgoingMessage;
+use crate::oauth::{AccessToken, TokenProvider, TokenReport};
+use crate::smtp::{Delivery, Login, SmtpConnection};
+
+pub struct Connector {
+    pub(crate) config: TransportConfig,
+    pub(crate) logger: Logger,
+    /// One per transport, shared by every send and connection (`None` without OAuth2).
+    pub(crate) tokens: Option<Arc<TokenProvider>>,
+}
+
+/// The first retry waits about this long; each further one twice as long.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// Whether a failed send should be tried again: transient failures (4xx replies, lost
+/// connections, timeouts before the message was sent), within `max_retries`. Never an
+/// `EUNKNOWN_DELIVERY` (it may have been delivered) nor a token endpoint error (the token
+/// provider has its own retries).
+pub fn should_retry(err: &Error, attempt: u32, max_retries: u32) -> bool {
+    attempt <= max_retries && err.is_transient() && err.kind() != ErrorKind::OAuth2
+}
+
+/// Jittered exponential backoff before retry number `attempt`.
+pub fn retry_delay(attempt: u32) -> Duration {
+    let backoff = FIRST_RETRY_DELAY * 2u32.pow(attempt.saturating_sub(1).min(6));
+    backoff.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+impl Connector {
+    /// Sends over a connection of its own (nodemailer without `pool`), retrying transient
+    /// failures on a new connection.
+    pub async fn send_unpooled(&self, message: &OutgoingMessage) -> Result<Delivery> {
+        let mut attempt = 1;
+        loop {
+            let outcome = match self.open_connection().await {
+                Ok(mut connection) => {
+                    let outcome = connection.send(message).await;
+                    connection.quit().await;
+                    outcome
+                }
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Err(err) if should_retry(&err, attempt, self.config.max_retries) => {
+                    self.logger
+                        .warn(|| format!("attempt {attempt} failed, retrying: {}", err.message()));
+                    tokio::time::sleep(retry_delay(attempt)).await;
+                    attempt += 1;
+                }
+                outcome => return outcome.map_err(|err| err.with_attempts(attempt)),
+            }
+        }
+    }
+
+    /// A connected, encrypted and authenticated connection. The token is taken (from the
+    /// cache, or fetched) only once TLS is up, right before AUTH. If the server refuses a
+    /// token, it is dropped and AUTH is tried once more, on a new connection, with a fresh
+    /// one; a second refusal is final (never a loop).
+    pub async fn open_connection(&self) -> Result<SmtpConnection> {
+        let (user, tokens) = match (&self.config.auth, &self.tokens) {
+            (Auth::OAuth2 { user, .. }, Some(tokens)) => (user, tokens),
+            (Auth::Password { user, password }, _) => {
+                let mut connection = SmtpConnection::connect(&self.config, &self.logger).await?;
+                return match connection.authenticate(&Login::Password { user, password }).await {
+                    Ok(()) => Ok(connection),
+                    Err(err) => {
+                        connection.quit().await;
+                        Err(err)
+                    }
+                };
+            }
+            _ => return SmtpConnection::connect(&self.config, &self.logger).await,
+        };
+        match self.connect_with_token(user, tokens).await {
+            Err((err, Some(rejected))) if is_token_refusal(&err) => {
+                tokens.invalidate(&rejected);
+                match self.connect_with_token(user, tokens).await {
+                    Ok(connection) => Ok(connection),
+                    Err((err, Some(token))) if is_token_refusal(&err) => {
+                        Err(self.explain_refusal(err, &token))
+                    }
+                    Err((err, _)) => Err(err),
+                }
+            }
+            Err((err, _)) => Err(err),
+            Ok(connection) => Ok(connection),
+        }
+    }
+
+    /// Connect, TLS, token, AUTH; on failure also returns the token AUTH was tried with.
+    async fn connect_with_token(
+        &self,
+        user: &str,
+        tokens: &Arc<TokenProvider>,
+    ) -> std::result::Result<SmtpConnection, (Error, Option<Arc<AccessToken>>)> {
+        let mut connection = SmtpConnection::connect(&self.config, &self.logger)
+            .await
+            .map_err(|err| (err, None))?;
+        let token = match tokens.token().await {
+            Ok(token) => token,
+            Err(err) => {
+                connection.quit().await;
+                return Err((err, None));
+            }
+        };
+        match connection
+            .authenticate(&Login::XOAuth2 {
+                user,
+                token: &token.value,
+            })
+            .await
+        {
+            Ok(()) => Ok(connection),
+            Err(err) => {
+                connection.quit().await;
+                Err((err, Some(token)))
+            }
+        }
+    }
+
+    /// Adds what the token's claims say (wrong audience, missing role, other tenant) to the
+    /// hint of a final AUTH refusal.
+    fn explain_refusal(&self, err: Error, token: &AccessToken) -> Error {
+        let Some(tokens) = &self.tokens else {
+            return err;
+        };
+        let report = tokens.inspect(token);
+        if report.problems.is_empty() {
+            return err;
+        }
+        let findings: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
+        let hint = match err.hint() {
+            Some(hint) => format!("The token shows: {}. {hint}", findings.join("; ")),
+            None => format!("The token shows: {}.", findings.join("; ")),
+        };
+        err.with_hint(hint)
+    }
+
+    /// The current access token (cached, or fetched now), for callers that also use it
+    /// elsewhere (e.g. Microsoft Graph).
+    pub async fn access_token(&self) -> Result<Arc<AccessToken>> {
+        match &self.tokens {
+            Some(tokens) => tokens.token().await,
+            None => Err(Error::config(
+                "mail.smtp.type is not 'oauth2': this transport has no access token",
+            )),
+        }
+    }
+
+    /// The current token's claims that matter for SMTP, and the problems they show.
+    pub async fn inspect_token(&self) -> Result<TokenReport> {
+        let token = self.access_token().await?;
+        let tokens = self
+            .tokens
+            .as_ref()
+            .expect("access_token() succeeded, so there is a provider");
+        Ok(tokens.inspect(&token))
+    }
+}
+
+/// A refusal that a fresh token may cure: 535 (or the 334 challenge, reported as 535).
+fn is_token_refusal(err: &Error) -> bool {
+    err.kind() == ErrorKind::Auth && err.reply().is_some_and(|reply| reply.code == 535)
+}
