@@ -102,6 +102,8 @@ pub struct TlsOptions {
     pub verify_certificates: bool,
     /// The name the SMTP server's certificate must match; defaults to `host`.
     pub servername: Option<String>,
+    /// `tls.minVersion: 'TLSv1.3'` refuses TLS 1.2; TLS 1.2 is the floor either way.
+    pub tls13_only: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -404,6 +406,15 @@ fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> 
         extra_ca,
         verify_certificates: field.child("rejectUnauthorized").optional_bool()?.unwrap_or(true),
         servername: field.child("servername").optional_string()?.map(str::to_string),
+        tls13_only: match field.child("minVersion").optional_string()? {
+            None | Some("TLSv1.2") => false,
+            Some("TLSv1.3") => true,
+            Some(_) => {
+                return Err(field
+                    .child("minVersion")
+                    .wrong_type("'TLSv1.2' or 'TLSv1.3' (older versions are never used)"))
+            }
+        },
     })
 }
 

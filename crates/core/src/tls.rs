@@ -14,8 +14,13 @@ use crate::error::{Error, ErrorKind, Result};
 /// token endpoint's HTTPS client.
 pub fn rustls_client_config(options: &TlsOptions) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if options.tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|err| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {err}")))?;
     let config = if options.verify_certificates {
         let mut roots = RootCertStore::empty();
