@@ -8,7 +8,7 @@ mod js_input;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use napi::bindgen_prelude::{Function, PromiseRaw, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -175,9 +175,12 @@ impl NativeTransport {
             log,
         };
         let transport =
-            Transport::new(&config, defaults, environment).map_err(|err| to_js_error(&env, &err))?;
+            Arc::new(Transport::new(&config, defaults, environment).map_err(|err| to_js_error(&env, &err))?);
+        if transport.config().pool.is_some() {
+            quit_pool_at_exit(&env, Arc::downgrade(&transport))?;
+        }
         Ok(NativeTransport {
-            inner: Mutex::new(Some(Arc::new(transport))),
+            inner: Mutex::new(Some(transport)),
         })
     }
 
@@ -331,6 +334,24 @@ fn token_listener(
         };
         tsfn.call(event, ThreadsafeFunctionCallMode::NonBlocking);
     }))
+}
+
+/// Pooled connections live in Rust tasks that Node does not wait for: a script that exits
+/// without `close()` would drop them without a word. At environment teardown this sends
+/// them QUIT, bounded to half a second. The hook holds the transport weakly, so it never
+/// keeps one alive; if the runtime is already gone, it does nothing.
+fn quit_pool_at_exit(env: &Env, transport: std::sync::Weak<Transport>) -> Result<()> {
+    env.add_env_cleanup_hook(transport, |transport| {
+        let Some(transport) = transport.upgrade() else {
+            return;
+        };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            napi::bindgen_prelude::block_on(async {
+                let _ = tokio::time::timeout(Duration::from_millis(500), transport.close(true)).await;
+            })
+        }));
+    })?;
+    Ok(())
 }
 
 /// Forwards log lines to the JS callback (weak: never keeps the process alive).
