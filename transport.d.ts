@@ -9,16 +9,36 @@ export type { Envelope, RecipientError, SentMessageInfo }
 
 /** The OAuth2 client_credentials settings (`mail.smtp.oauth2` in a TAS local.js). */
 export interface OAuth2Options {
-  /** The token endpoint URL: `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`. `http://` only for loopback hosts. */
-  host: string
+  /**
+   * The token endpoint URL: `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`
+   * (`http://` only for loopback hosts). Required unless `tenantId` is given.
+   */
+  host?: string
+  /** Builds the token URL when `host` is absent (env `TAS_SMTP_OAUTH_TENANT_ID`). */
+  tenantId?: string
+  /** With `tenantId`: the cloud's login host, or an authority URL. Default `'global'`. */
+  cloud?: 'global' | 'usgov' | 'china' | (string & {})
   /** Only `'client_credentials'` is supported (the default). */
   grantType?: 'client_credentials'
   /** The Application (client) ID (env `TAS_SMTP_OAUTH_CLIENT_ID`). */
   clientId: string
-  /** The client secret's Value, not its ID (env `TAS_SMTP_OAUTH_CLIENT_SECRET`). */
-  clientSecret: string
-  /** `'https://outlook.office365.com/.default'` for Exchange Online. */
-  scope: string
+  /** The client secret's Value, not its ID (env `TAS_SMTP_OAUTH_CLIENT_SECRET`). Or use `privateKey`. */
+  clientSecret?: string
+  /** Certificate credentials: the RSA private key (PEM, PKCS#8 or PKCS#1), instead of a secret. */
+  privateKey?: string | Buffer
+  /** The certificate registered in the app (PEM): its SHA-256 thumbprint goes in the assertion (PS256). */
+  certificate?: string | Buffer
+  /** The certificate's SHA-256 thumbprint (hex or base64url), when the certificate itself is not at hand. */
+  thumbprintSha256?: string
+  /** The certificate's SHA-1 thumbprint as the Azure portal shows it: the assertion is then RS256 with `x5t`. */
+  thumbprint?: string
+  /**
+   * `'https://outlook.office365.com/.default'` for Exchange Online. Required with `host`;
+   * with `tenantId` it defaults to the cloud's Exchange scope.
+   */
+  scope?: string
+  /** A proxy for token requests, e.g. `http://proxy:3128` (`HTTPS_PROXY`/`NO_PROXY` apply otherwise). */
+  proxy?: string
   /** Renew a token this many seconds before it expires (default 300, clamped to half the token's lifetime). */
   renewBeforeSeconds?: number
   /** Timeout of one token request in ms (default 30000). */
@@ -29,8 +49,10 @@ export interface OAuth2Options {
 export interface TlsOptions {
   /** Extra trusted CA certificates (PEM). `NODE_EXTRA_CA_CERTS` is honoured as well. */
   ca?: string | Buffer | Array<string | Buffer>
-  /** `false` disables certificate verification. Default `true`. */
+  /** `false` disables certificate verification (and logs a warning). Default `true`. */
   rejectUnauthorized?: boolean
+  /** `'TLSv1.3'` refuses TLS 1.2. TLS 1.2 is the floor either way. */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3'
   /** The name the SMTP server's certificate must match (default: `host`). */
   servername?: string
 }
@@ -41,8 +63,8 @@ export interface SmtpConfig {
   type?: 'oauth2' | 'OAuth2' | 'login'
   /** SMTP server, e.g. `'smtp.office365.com'`. */
   host: string
-  /** SMTP port, e.g. `587` (STARTTLS) or `465` (implicit TLS). */
-  port: number | string
+  /** SMTP port, e.g. `587` (STARTTLS) or `465` (implicit TLS). Required with `type: 'oauth2'`; otherwise 587 (465 if `secure`). */
+  port?: number | string
   /** Implicit TLS from the first byte; default `true` only for port 465. */
   secure?: boolean
   auth?: {
@@ -61,6 +83,24 @@ export interface SmtpConfig {
   greetingTimeout?: number
   /** Timeout for any single reply in ms (default 600000). */
   socketTimeout?: number
+  /** Reuse connections (nodemailer's pool). */
+  pool?: boolean
+  /** With `pool`: at most this many connections (default 3 for `type: 'oauth2'`, Exchange's limit; else 5). */
+  maxConnections?: number
+  /** With `pool`: messages per connection before it is replaced (default 100). */
+  maxMessages?: number
+  /** With `pool`: an idle connection is closed with QUIT after this many ms (default 10000). */
+  idleTimeout?: number
+  /** With `pool`: at most `rateLimit` messages per `rateDelta` ms; more wait in the queue. */
+  rateLimit?: number
+  /** The window of `rateLimit` in ms (default 1000). */
+  rateDelta?: number
+  /** Retries of transient failures (4xx, lost connections, timeouts before the message left). Default 3. */
+  maxRetries?: number
+  /** `true` logs to the console; or an object with `debug`/`info`/`warn`/`error` methods. */
+  logger?: boolean | Partial<Record<'debug' | 'info' | 'warn' | 'error', (message: string) => void>>
+  /** Log the SMTP transcript (with AUTH redacted) at debug level. */
+  debug?: boolean
 }
 
 /** An address as nodemailer accepts it. */
@@ -105,7 +145,22 @@ export interface MailMessage {
 
 /** Every error this package throws or rejects with. */
 export interface SmtpOAuthError extends Error {
-  code: 'ECONFIG' | 'EOAUTH2' | 'ECONNECTION' | 'ETIMEDOUT' | 'ETLS' | 'EAUTH' | 'EENVELOPE' | 'EMESSAGE' | 'EPROTOCOL'
+  /**
+   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP) and
+   * `EUNKNOWN_DELIVERY` (the message was sent but the connection failed before the server
+   * confirmed it: it may have been delivered, and it was not resent).
+   */
+  code:
+    | 'ECONFIG'
+    | 'EOAUTH2'
+    | 'ECONNECTION'
+    | 'ETIMEDOUT'
+    | 'ETLS'
+    | 'EAUTH'
+    | 'EENVELOPE'
+    | 'EMESSAGE'
+    | 'EPROTOCOL'
+    | 'EUNKNOWN_DELIVERY'
   /** The SMTP reply code, when a reply caused the error. */
   responseCode?: number
   /** The SMTP reply, or the token endpoint's `error_description`. */
@@ -123,8 +178,41 @@ export interface SmtpOAuthError extends Error {
   /** Refused recipients (`EENVELOPE`). */
   rejected?: string[]
   rejectedErrors?: RecipientError[]
+  /** Seconds the token endpoint asked to wait (HTTP 429 `Retry-After`). */
+  retryAfter?: number
+  /** How many times the send was tried. */
+  attempts?: number
   /** `true` when retrying cannot help. */
   permanent: boolean
+}
+
+/** An access token, e.g. to call Microsoft Graph with the same app. */
+export interface AccessToken {
+  accessToken: string
+  expiresAt: Date
+}
+
+export interface TokenProblem {
+  code: 'AUDIENCE' | 'ROLE_MISSING' | 'TENANT_MISMATCH' | 'APP_MISMATCH'
+  message: string
+}
+
+/** The claims of the current token that matter for SMTP (decoded, not verified). */
+export interface TokenReport {
+  /** `false` for opaque tokens: the other fields are then empty. */
+  isJwt: boolean
+  aud?: string
+  roles: string[]
+  tid?: string
+  appid?: string
+  exp: Date | null
+  problems: TokenProblem[]
+}
+
+/** The `token` event: a new access token was obtained (the token itself is never included). */
+export interface TokenEvent {
+  user: string
+  expiresAt: Date
 }
 
 export class Transport extends EventEmitter {
@@ -134,8 +222,22 @@ export class Transport extends EventEmitter {
   verify(callback: (err: SmtpOAuthError | null, success?: true) => void): void
   sendMail(message: MailMessage): Promise<SentMessageInfo>
   sendMail(message: MailMessage, callback: (err: SmtpOAuthError | null, info?: SentMessageInfo) => void): void
-  /** Releases the transport; the secrets it holds are zeroed. */
-  close(): Promise<void>
+  /** nodemailer's transport plugin API: sends the message nodemailer built (`mail.message`). */
+  send(mail: unknown, callback: (err: SmtpOAuthError | null, info?: SentMessageInfo) => void): void
+  /** `true` when a message would be sent without queueing. */
+  isIdle(): boolean
+  /** The current access token (cached, or fetched now). */
+  getAccessToken(): Promise<AccessToken>
+  /** The current token's claims and the setup problems they show. */
+  inspectToken(): Promise<TokenReport>
+  /**
+   * Waits for queued messages (`{ force: true }`: rejects them), closes pooled connections
+   * with QUIT and releases the transport; the secrets it holds are zeroed.
+   */
+  close(options?: { force?: boolean }): Promise<void>
+  on(event: 'token', listener: (event: TokenEvent) => void): this
+  on(event: 'idle', listener: () => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
 }
 
 /** Creates a transport from a TAS `mail.smtp` object; throws `ECONFIG` naming the field. */

@@ -152,3 +152,65 @@ export function makeExpiredPki() {
     }
     return expired;
 }
+
+/**
+ * A server certificate for other names (e.g. a TLS-intercepting test proxy posing as
+ * login.microsoftonline.us), signed by the *trusted* test CA (same caPem as makeTestPki()).
+ * Not memoised: each call makes a new key and certificate.
+ *
+ * @param {string[]} dnsNames  subjectAltName DNS names; the first is also the common name
+ * @returns {{ caPem: string, certPem: string, keyPem: string }}
+ */
+export function makeServerPki(dnsNames) {
+    const ca = getTrustedCa();
+    const leaf = makeLeaf(ca, {
+        notBefore: new Date(Date.now() - DAY_MS),
+        notAfter: new Date(Date.now() + 365 * DAY_MS),
+        commonName: dnsNames[0],
+        altNames: dnsNames.map(value => ({ type: 2, value }))
+    });
+    return toPem(ca, leaf);
+}
+
+/**
+ * A self-signed certificate with a fresh RSA key, the way an app registration's
+ * certificate credential is made (`New-SelfSignedCertificate` / `openssl req -x509`).
+ *
+ * @param {object} [opts]
+ * @param {string} [opts.commonName]
+ * @returns {{
+ *   certPem: string,          -----BEGIN CERTIFICATE-----
+ *   keyPkcs8Pem: string,      -----BEGIN PRIVATE KEY-----
+ *   keyPkcs1Pem: string,      -----BEGIN RSA PRIVATE KEY-----
+ *   der: Buffer,              the certificate's DER
+ *   sha1Hex: string,          SHA-1 thumbprint as the Azure portal shows it (upper-case hex)
+ *   sha256: Buffer            SHA-256 of the DER
+ * }}
+ */
+export function makeClientCertificate({ commonName = 'smtp-oauth-transport test app' } = {}) {
+    const keys = rsaKeyPair();
+    const cert = pki.createCertificate();
+    cert.publicKey = keys.publicKey;
+    cert.serialNumber = serialHex();
+    cert.validity.notBefore = new Date(Date.now() - DAY_MS);
+    cert.validity.notAfter = new Date(Date.now() + 365 * DAY_MS);
+    const attrs = [{ name: 'commonName', value: commonName }];
+    cert.setSubject(attrs);
+    cert.setIssuer(attrs);
+    cert.setExtensions([
+        { name: 'basicConstraints', cA: false },
+        { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+        { name: 'extKeyUsage', clientAuth: true }
+    ]);
+    cert.sign(keys.privateKey, forge.md.sha256.create());
+    const certPem = pki.certificateToPem(cert);
+    const der = Buffer.from(forge.asn1.toDer(pki.certificateToAsn1(cert)).getBytes(), 'binary');
+    return {
+        certPem,
+        keyPkcs8Pem: pki.privateKeyInfoToPem(pki.wrapRsaPrivateKey(pki.privateKeyToAsn1(keys.privateKey))),
+        keyPkcs1Pem: pki.privateKeyToPem(keys.privateKey),
+        der,
+        sha1Hex: crypto.createHash('sha1').update(der).digest('hex').toUpperCase(),
+        sha256: crypto.createHash('sha256').update(der).digest()
+    };
+}

@@ -44,11 +44,37 @@ function smtpError(responseCode, message) {
  * @param {boolean} [opts.challengeOnFail] refuse XOAUTH2 Google-style: 334 JSON challenge, then 535
  * @param {{responseCode:number,message:string}} [opts.authRefusal]  default 535 "5.7.3 Authentication unsuccessful"
  * @param {boolean} [opts.noStartTls]     do not offer (nor accept) STARTTLS
+ * @param {boolean} [opts.implicitTls]    TLS from the first byte (port-465 style, `secure: true` clients)
  * @param {{certPem:string,keyPem:string}} [opts.pki]  server certificate (default makeTestPki())
  * @param {string[]} [opts.refuseRecipients]  RCPT TO addresses answered 550 5.1.1
+ * @param {boolean} [opts.sendAsOnly]    like Exchange without a SendAs grant: MAIL FROM an address other
+ *                                        than the authenticated user is answered
+ *                                        `550 5.7.60 SMTP; Client does not have permissions to send as this sender`
  * @param {number} [opts.size]            advertised SIZE limit, oversized messages get 552
  * @param {number} [opts.dataDelayMs]     hold the reply to the end of DATA this long
  * @param {number} [opts.socketTimeout]   idle timeout of the server (smtp-server default 60 s)
+ * @param {number} [opts.maxClients]      connection limit (smtp-server default: none)
+ * @param {(index:number, session:object) => ({responseCode:number,message:string}|null|undefined)} [opts.refuseConnection]
+ *                                        called for every connection (index counts from 0); a refusal is sent
+ *                                        instead of the 220 greeting (e.g. `421 4.3.2 Service not available`)
+ *                                        and the connection is closed
+ * @param {(index:number, session:object) => number} [opts.greetingDelayMs]  hold the greeting of connection
+ *                                        `index` (from 0) this many ms (0: none)
+ * @param {(index:number, address:string, session:object) => ({responseCode:number,message:string}|null|undefined)} [opts.refuseMailFrom]
+ *                                        called for every MAIL FROM (index counts from 0); a refusal answers it
+ *                                        (e.g. `432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded`)
+ * @param {(index:number, session:object) => (string|null|undefined)} [opts.dataFault]
+ *                                        called for every DATA command (index counts from 0); returns a fault:
+ *                                        'drop-at-data'   the connection is destroyed instead of the 354 reply
+ *                                        'drop-mid-data'  354, then the server stops reading and, once the client
+ *                                                         is stuck writing (dataFaultDelayMs), destroys the
+ *                                                         connection: the final "." never arrives (needs a message
+ *                                                         larger than the socket buffers, a few MB)
+ *                                        'drop-after-dot' the whole message is received (recorded in `received`),
+ *                                                         then the connection is destroyed without a reply
+ *                                        'no-reply'       the whole message is received (recorded in `received`),
+ *                                                         and no reply ever comes (the connection stays open)
+ * @param {number} [opts.dataFaultDelayMs] 'drop-mid-data': how long to stop reading before dropping (default 300)
  * @returns {Promise<TestSmtpServer>}
  *
  * @typedef {object} TestSmtpServer
@@ -59,6 +85,12 @@ function smtpError(responseCode, message) {
  * @property {Array<{id:string,remoteAddress:string,openedAt:number,closedAt:number|null,secure:boolean,servername:string|null}>} connections
  * @property {Array<{address:string,accepted:boolean}>} rcptAttempts  every RCPT TO, accepted or not
  * @property {Array<{address:string}>} mailFromAttempts               every MAIL FROM
+ * @property {Array<{id:string,raw:Buffer,messageId:string|null,at:number,fault:string|null}>} received
+ *                                        every message whose final "." arrived, answered or not (a faulty
+ *                                        'drop-after-dot' / 'no-reply' one is here but not in `messages`)
+ * @property {number} dataCommands        DATA commands seen
+ * @property {number} openConnections     TCP connections open now
+ * @property {number} peakConnections     most TCP connections that were open at the same time
  * @property {boolean} insecureAuth       true if any AUTH arrived over a non-TLS session
  * @property {EventEmitter} events        'connect', 'auth', 'data-start', 'message', 'close'
  * @property {SMTPServer} server          the smtp-server instance
@@ -74,6 +106,10 @@ export async function startSmtpServer(opts = {}) {
     const mailFromAttempts = [];
     const bySession = new Map(); // session.id -> connection record
     const refused = new Set((opts.refuseRecipients || []).map(a => a.toLowerCase()));
+    const received = [];
+    const counters = { connect: 0, mailFrom: 0, data: 0, open: 0, peak: 0 };
+    // remotePort -> raw TCP socket, so a fault can tear down one session's connection
+    const rawByPort = new Map();
 
     const defaultAccept = auth => {
         if (auth.method === 'XOAUTH2') {
@@ -88,7 +124,7 @@ export async function startSmtpServer(opts = {}) {
     const acceptAuth = opts.acceptAuth || defaultAccept;
 
     const server = new SMTPServer({
-        secure: false,
+        secure: !!opts.implicitTls,
         name: 'localhost',
         banner: 'test submission server',
         key: pki.keyPem,
@@ -104,6 +140,7 @@ export async function startSmtpServer(opts = {}) {
         socketTimeout: opts.socketTimeout || 60 * 1000,
         // close() below forces connections down; this only bounds smtp-server's own wait.
         closeTimeout: 200,
+        ...(opts.maxClients ? { maxClients: opts.maxClients } : {}),
 
         onConnect(session, callback) {
             const record = {
@@ -117,6 +154,15 @@ export async function startSmtpServer(opts = {}) {
             connections.push(record);
             bySession.set(session.id, record);
             events.emit('connect', record);
+            const index = counters.connect++;
+            const refusal = opts.refuseConnection ? opts.refuseConnection(index, session) : null;
+            if (refusal) {
+                return callback(smtpError(refusal.responseCode, refusal.message));
+            }
+            const delay = opts.greetingDelayMs ? opts.greetingDelayMs(index, session) : 0;
+            if (delay) {
+                return setTimeout(() => callback(), delay).unref();
+            }
             callback();
         },
 
@@ -169,6 +215,13 @@ export async function startSmtpServer(opts = {}) {
 
         onMailFrom(address, session, callback) {
             mailFromAttempts.push({ address: address.address, args: address.args });
+            const refusal = opts.refuseMailFrom ? opts.refuseMailFrom(counters.mailFrom++, address.address, session) : null;
+            if (refusal) {
+                return callback(smtpError(refusal.responseCode, refusal.message));
+            }
+            if (opts.sendAsOnly && String(address.address).toLowerCase() !== String(session.user).toLowerCase()) {
+                return callback(smtpError(550, '5.7.60 SMTP; Client does not have permissions to send as this sender'));
+            }
             callback();
         },
 
@@ -183,6 +236,11 @@ export async function startSmtpServer(opts = {}) {
 
         onData(stream, session, callback) {
             events.emit('data-start', { id: session.id });
+            const fault = opts.dataFault ? opts.dataFault(counters.data, session) || null : null;
+            counters.data += 1;
+            if (fault) {
+                return injectDataFault(fault, stream, session);
+            }
             const chunks = [];
             let answered = false;
             const reply = (err, text) => {
@@ -221,6 +279,7 @@ export async function startSmtpServer(opts = {}) {
                     await sleep(opts.dataDelayMs);
                 }
                 // Pushed before the 250 goes out, so a resolved sendMail() always finds it here.
+                received.push({ id: session.id, raw, messageId: parsed.messageId || null, at: Date.now(), fault: null });
                 messages.push(message);
                 events.emit('message', message);
                 const queueId = Math.random().toString(36).slice(2, 12).toUpperCase();
@@ -229,11 +288,70 @@ export async function startSmtpServer(opts = {}) {
         }
     });
 
+    // Faults for the retry tests. The onData callback is never called for these: the
+    // client gets no reply to the message (the connection goes away, or stays silent).
+    function destroySession(session) {
+        const raw = rawByPort.get(session.remotePort);
+        for (const connection of server.connections) {
+            if (connection.id === session.id && connection._socket) {
+                connection._socket.destroy();
+            }
+        }
+        if (raw) {
+            raw.destroy();
+        }
+    }
+    function injectDataFault(fault, stream, session) {
+        const sink = [];
+        const recordWhole = () => {
+            const raw = Buffer.concat(sink);
+            const head = raw.subarray(0, Math.min(raw.length, 64 * 1024)).toString('latin1');
+            const match = /^message-id:[ \t]*(.*(?:\r\n[ \t].*)*)/im.exec(head.split('\r\n\r\n')[0]);
+            received.push({ id: session.id, raw, messageId: match ? match[1].replace(/\r\n/g, '').trim() : null, at: Date.now(), fault });
+        };
+        stream.on('error', () => {});
+        switch (fault) {
+            case 'drop-at-data':
+                // Synchronously, before smtp-server writes its 354.
+                destroySession(session);
+                return;
+            case 'drop-mid-data': {
+                // Nobody reads the stream: backpressure stops the socket, the client's writes
+                // fill the buffers and block; then the connection goes away under them.
+                const timer = setTimeout(() => destroySession(session), opts.dataFaultDelayMs || 300);
+                timer.unref();
+                return;
+            }
+            case 'drop-after-dot':
+            case 'no-reply':
+                stream.on('data', chunk => sink.push(chunk));
+                stream.on('end', () => {
+                    recordWhole();
+                    events.emit('received', received.at(-1));
+                    if (fault === 'drop-after-dot') {
+                        destroySession(session);
+                    }
+                });
+                return;
+            default:
+                throw new Error(`unknown dataFault ${fault}`);
+        }
+    }
+
     // Raw sockets, so close() can tear down connections a client keeps open (pools).
     const sockets = new Set();
     server.server.on('connection', socket => {
         sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
+        rawByPort.set(socket.remotePort, socket);
+        counters.open += 1;
+        counters.peak = Math.max(counters.peak, counters.open);
+        socket.on('close', () => {
+            sockets.delete(socket);
+            counters.open -= 1;
+            if (rawByPort.get(socket.remotePort) === socket) {
+                rawByPort.delete(socket.remotePort);
+            }
+        });
     });
     // A client dropping the connection mid-handshake emits 'error' on the server;
     // without a listener that would crash the test process.
@@ -261,6 +379,16 @@ export async function startSmtpServer(opts = {}) {
         rcptAttempts,
         mailFromAttempts,
         serverErrors,
+        received,
+        get dataCommands() {
+            return counters.data;
+        },
+        get openConnections() {
+            return counters.open;
+        },
+        get peakConnections() {
+            return counters.peak;
+        },
         get insecureAuth() {
             return authAttempts.some(a => !a.secure);
         },

@@ -38,7 +38,10 @@ export function entraErrorBody(error, code, text) {
     };
 }
 
-function sendJson(res, status, body, extraHeaders = {}) {
+/**
+ * Writes a JSON answer the way the fake endpoint does (exported for custom handlers).
+ */
+export function sendJson(res, status, body, extraHeaders = {}) {
     const payload = JSON.stringify(body);
     res.writeHead(status, {
         'Content-Type': 'application/json; charset=utf-8',
@@ -80,6 +83,7 @@ function parseBasicAuth(header) {
  *                                     JSON string ("3599"), as Entra sometimes does (default 3599)
  * @param {number} [opts.delayMs]      wait this long before answering every request
  * @param {object} [opts.claims]       extra/overriding JWT payload claims of issued tokens
+ * @param {number|string} [opts.refreshIn]  if set, successful answers carry `refresh_in` (seconds)
  * @returns {Promise<TokenServer>}
  *
  * @typedef {object} TokenServer
@@ -91,6 +95,10 @@ function parseBasicAuth(header) {
  * @property {string[]} issued   access tokens handed out, in order
  * @property {Array<{token:string,issuedAt:number,expiresAt:number}>} grants  issued tokens with their lifetime
  * @property {() => string[]} liveTokens  issued tokens that have not expired yet
+ * @property {(res: import('node:http').ServerResponse, grant?: {clientId?:string,claims?:object,expiresIn?:number|string,refreshIn?:number|string,accessToken?:string}) => string} respondWithToken
+ *                               for custom handlers: issue a token (recorded in issued/grants like the
+ *                               default ones, so the wired SMTP server accepts it) and send the 200 answer;
+ *                               `accessToken` sends that (e.g. opaque) value instead of a JWT. Returns the token.
  * @property {(fn: Handler|null) => void} setHandler  replace the default behaviour
  *                               (null restores it). Handler: (req, form, res, next) where
  *                               next() runs the default behaviour (including the delay).
@@ -107,9 +115,14 @@ export async function startTokenServer(opts = {}) {
     let handler = null;
     let counter = 0;
 
-    function issueToken(clientId) {
+    function issueToken(clientId, { claims = {}, lifetimeSeconds = expiresIn, accessToken } = {}) {
         counter += 1;
-        const lifetime = Number(expiresIn);
+        const lifetime = Number(lifetimeSeconds);
+        if (accessToken !== undefined) {
+            issued.push(accessToken);
+            grants.push({ token: accessToken, issuedAt: Date.now(), expiresAt: Date.now() + lifetime * 1000 });
+            return accessToken;
+        }
         const now = Math.floor(Date.now() / 1000);
         // Shaped like a real Exchange access token (a JWT) so that a transport that
         // decodes claims for diagnostics has something to decode. The signature is junk.
@@ -126,7 +139,8 @@ export async function startTokenServer(opts = {}) {
             // unique per token, so that tests can tell which token was used for AUTH
             uti: `${counter}-${crypto.randomBytes(8).toString('hex')}`,
             ver: '1.0',
-            ...(opts.claims || {})
+            ...(opts.claims || {}),
+            ...claims
         };
         const token = [
             base64url({ typ: 'JWT', alg: 'RS256', x5t: 'test', kid: 'test' }),
@@ -214,12 +228,25 @@ export async function startTokenServer(opts = {}) {
                 )
             );
         }
-        return sendJson(res, 200, {
-            token_type: 'Bearer',
-            expires_in: expiresIn,
-            ext_expires_in: expiresIn,
-            access_token: issueToken(clientId)
+        return respondWithToken(res, { clientId });
+    }
+
+    function respondWithToken(res, grant = {}) {
+        const lifetime = grant.expiresIn === undefined ? expiresIn : grant.expiresIn;
+        const refreshIn = grant.refreshIn === undefined ? opts.refreshIn : grant.refreshIn;
+        const token = issueToken(grant.clientId === undefined ? opts.clientId : grant.clientId, {
+            claims: grant.claims,
+            lifetimeSeconds: lifetime,
+            accessToken: grant.accessToken
         });
+        sendJson(res, 200, {
+            token_type: 'Bearer',
+            expires_in: lifetime,
+            ext_expires_in: lifetime,
+            ...(refreshIn === undefined ? {} : { refresh_in: refreshIn }),
+            access_token: token
+        });
+        return token;
     }
 
     const server = http.createServer((req, res) => {
@@ -285,6 +312,7 @@ export async function startTokenServer(opts = {}) {
         issued,
         grants,
         liveTokens: () => grants.filter(g => g.expiresAt > Date.now()).map(g => g.token),
+        respondWithToken,
         setHandler(fn) {
             handler = fn || null;
         },
