@@ -74,6 +74,10 @@ function smtpError(responseCode, message) {
  *                                                         then the connection is destroyed without a reply
  *                                        'no-reply'       the whole message is received (recorded in `received`),
  *                                                         and no reply ever comes (the connection stays open)
+ *                                        'tempfail-after-dot' the whole message is received (recorded in `received`)
+ *                                                         and refused `451 4.3.0 Temporary server error...`
+ * @param {(socket:import('node:tls').TLSSocket, session:object) => void} [opts.onSecureSocket]  called with each
+ *                                        session's TLS socket (e.g. to watch the decrypted bytes the client sends)
  * @param {number} [opts.dataFaultDelayMs] 'drop-mid-data': how long to stop reading before dropping (default 300)
  * @returns {Promise<TestSmtpServer>}
  *
@@ -107,8 +111,11 @@ export async function startSmtpServer(opts = {}) {
     const bySession = new Map(); // session.id -> connection record
     const refused = new Set((opts.refuseRecipients || []).map(a => a.toLowerCase()));
     const received = [];
-    const counters = { connect: 0, mailFrom: 0, data: 0, open: 0, peak: 0 };
-    // remotePort -> raw TCP socket, so a fault can tear down one session's connection
+    const counters = { connect: 0, mailFrom: 0, data: 0, peak: 0 };
+    // remotePort -> raw TCP socket of each open connection: counts concurrent connections,
+    // and lets a fault tear down one session's connection. After STARTTLS the TLS socket owns
+    // the handle and the raw socket never emits 'close': the TLS socket's 'close' ends it then
+    // (smtp-server's onClose comes a loop iteration later, too late for an exact count).
     const rawByPort = new Map();
 
     const defaultAccept = auth => {
@@ -167,6 +174,10 @@ export async function startSmtpServer(opts = {}) {
         },
 
         onSecure(socket, session, callback) {
+            socket.once('close', () => rawByPort.delete(session.remotePort));
+            if (opts.onSecureSocket) {
+                opts.onSecureSocket(socket, session);
+            }
             const record = bySession.get(session.id);
             if (record) {
                 record.secure = true;
@@ -176,6 +187,7 @@ export async function startSmtpServer(opts = {}) {
         },
 
         onClose(session) {
+            rawByPort.delete(session.remotePort);
             const record = bySession.get(session.id);
             if (record) {
                 record.closedAt = Date.now();
@@ -239,7 +251,7 @@ export async function startSmtpServer(opts = {}) {
             const fault = opts.dataFault ? opts.dataFault(counters.data, session) || null : null;
             counters.data += 1;
             if (fault) {
-                return injectDataFault(fault, stream, session);
+                return injectDataFault(fault, stream, session, callback);
             }
             const chunks = [];
             let answered = false;
@@ -301,7 +313,7 @@ export async function startSmtpServer(opts = {}) {
             raw.destroy();
         }
     }
-    function injectDataFault(fault, stream, session) {
+    function injectDataFault(fault, stream, session, callback) {
         const sink = [];
         const recordWhole = () => {
             const raw = Buffer.concat(sink);
@@ -322,6 +334,7 @@ export async function startSmtpServer(opts = {}) {
                 timer.unref();
                 return;
             }
+            case 'tempfail-after-dot':
             case 'drop-after-dot':
             case 'no-reply':
                 stream.on('data', chunk => sink.push(chunk));
@@ -330,6 +343,8 @@ export async function startSmtpServer(opts = {}) {
                     events.emit('received', received.at(-1));
                     if (fault === 'drop-after-dot') {
                         destroySession(session);
+                    } else if (fault === 'tempfail-after-dot') {
+                        callback(smtpError(451, '4.3.0 Temporary server error, please try again later'));
                     }
                 });
                 return;
@@ -342,14 +357,13 @@ export async function startSmtpServer(opts = {}) {
     const sockets = new Set();
     server.server.on('connection', socket => {
         sockets.add(socket);
-        rawByPort.set(socket.remotePort, socket);
-        counters.open += 1;
-        counters.peak = Math.max(counters.peak, counters.open);
+        const port = socket.remotePort;
+        rawByPort.set(port, socket);
+        counters.peak = Math.max(counters.peak, rawByPort.size);
         socket.on('close', () => {
             sockets.delete(socket);
-            counters.open -= 1;
-            if (rawByPort.get(socket.remotePort) === socket) {
-                rawByPort.delete(socket.remotePort);
+            if (rawByPort.get(port) === socket) {
+                rawByPort.delete(port);
             }
         });
     });
@@ -384,7 +398,7 @@ export async function startSmtpServer(opts = {}) {
             return counters.data;
         },
         get openConnections() {
-            return counters.open;
+            return rawByPort.size;
         },
         get peakConnections() {
             return counters.peak;

@@ -1,0 +1,178 @@
+// A small HTTP proxy on 127.0.0.1 for the token-request proxy tests (`oauth2.proxy`).
+//
+// - Plain forward proxying (`POST http://127.0.0.1:PORT/... HTTP/1.1`): forwarded to the
+//   target, but only to loopback targets; anything else is answered 502 and recorded.
+// - CONNECT (what an HTTPS client sends through a proxy): the target is recorded and then,
+//   depending on `connect`:
+//     'refuse'  answered `502 Bad Gateway` (nothing is connected anywhere);
+//     'mitm'    answered `200 Connection Established`, and the tunnel is terminated right
+//               here with a certificate (from the trusted test CA) for the requested name,
+//               so the test can read the request; it is then forwarded to `upstream`, a
+//               local server. The real target is never contacted.
+// Nothing here ever opens a connection to a non-loopback address.
+import http from 'node:http';
+import tls from 'node:tls';
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+
+/**
+ * @param {object} [opts]
+ * @param {'refuse'|'mitm'} [opts.connect]  what to do with CONNECT (default 'refuse')
+ * @param {{certPem:string,keyPem:string}} [opts.pki]  certificate presented in 'mitm' mode
+ * @param {string} [opts.upstream]  origin (http://127.0.0.1:PORT) that decrypted requests go to
+ * @returns {Promise<TestProxy>}
+ *
+ * @typedef {object} TestProxy
+ * @property {string} url          http://127.0.0.1:PORT (what `oauth2.proxy` is set to)
+ * @property {number} port
+ * @property {Array<{target:string,at:number}>} connects   every CONNECT, e.g. 'login.microsoftonline.us:443'
+ * @property {Array<{method:string,url:string,headers:object,forwarded:boolean,at:number}>} forwarded
+ *                                 plain-HTTP proxy requests (absolute URLs)
+ * @property {Array<{target:string,servername:string|null,method:string,path:string,headers:object,body:string,at:number}>} tunneled
+ *                                 requests read inside 'mitm' tunnels
+ * @property {() => Promise<void>} close
+ */
+export async function startProxy(opts = {}) {
+    const mode = opts.connect || 'refuse';
+    const connects = [];
+    const forwarded = [];
+    const tunneled = [];
+    const sockets = new Set();
+    const track = socket => {
+        sockets.add(socket);
+        socket.on('close', () => sockets.delete(socket));
+        socket.on('error', () => {});
+    };
+
+    // Forwards `req` (body included) to a loopback origin and pipes the answer back.
+    function forward(req, res, origin, path) {
+        const target = new URL(path, origin);
+        const headers = { ...req.headers, host: target.host };
+        delete headers['proxy-connection'];
+        delete headers['proxy-authorization'];
+        const upstreamReq = http.request(
+            { hostname: target.hostname, port: target.port, path: target.pathname + target.search, method: req.method, headers },
+            upstreamRes => {
+                res.writeHead(upstreamRes.statusCode, upstreamRes.headers);
+                upstreamRes.pipe(res);
+            }
+        );
+        upstreamReq.on('error', err => {
+            if (!res.headersSent) {
+                res.writeHead(502, { 'Content-Type': 'text/plain' });
+            }
+            res.end(`test proxy: upstream failed: ${err.message}`);
+        });
+        req.pipe(upstreamReq);
+    }
+
+    // What arrives inside a terminated ('mitm') tunnel.
+    const inner = http.createServer((req, res) => {
+        const chunks = [];
+        req.on('data', chunk => chunks.push(chunk));
+        req.on('end', () => {
+            const body = Buffer.concat(chunks);
+            tunneled.push({
+                target: req.socket.proxyTarget,
+                servername: req.socket.servername || null,
+                method: req.method,
+                path: req.url,
+                headers: { ...req.headers },
+                body: body.toString('utf8'),
+                at: Date.now()
+            });
+            if (!opts.upstream) {
+                res.writeHead(502, { 'Content-Type': 'text/plain' });
+                return res.end('test proxy: no upstream');
+            }
+            // Re-send the buffered body: req has been consumed.
+            const target = new URL(req.url, opts.upstream);
+            const headers = { ...req.headers, host: target.host, 'content-length': String(body.length) };
+            const upstreamReq = http.request(
+                { hostname: target.hostname, port: target.port, path: target.pathname + target.search, method: req.method, headers },
+                upstreamRes => {
+                    res.writeHead(upstreamRes.statusCode, upstreamRes.headers);
+                    upstreamRes.pipe(res);
+                }
+            );
+            upstreamReq.on('error', err => {
+                if (!res.headersSent) {
+                    res.writeHead(502, { 'Content-Type': 'text/plain' });
+                }
+                res.end(`test proxy: upstream failed: ${err.message}`);
+            });
+            upstreamReq.end(body);
+        });
+    });
+
+    const server = http.createServer((req, res) => {
+        let url;
+        try {
+            url = new URL(req.url);
+        } catch {
+            res.writeHead(400, { 'Content-Type': 'text/plain' });
+            return res.end('test proxy: expected an absolute URL');
+        }
+        const local = url.protocol === 'http:' && LOOPBACK.has(url.hostname);
+        forwarded.push({ method: req.method, url: req.url, headers: { ...req.headers }, forwarded: local, at: Date.now() });
+        if (!local) {
+            res.writeHead(502, { 'Content-Type': 'text/plain' });
+            return res.end('test proxy: only loopback targets are forwarded');
+        }
+        forward(req, res, url.origin, url.pathname + url.search);
+    });
+    server.on('connection', track);
+    server.on('clientError', (err, socket) => socket.destroy());
+
+    server.on('connect', (req, socket, head) => {
+        const target = req.url;
+        connects.push({ target, at: Date.now() });
+        if (mode !== 'mitm') {
+            socket.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+            return;
+        }
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head && head.length) {
+            socket.unshift(head);
+        }
+        const secure = new tls.TLSSocket(socket, {
+            isServer: true,
+            key: opts.pki.keyPem,
+            cert: opts.pki.certPem,
+            ALPNProtocols: ['http/1.1']
+        });
+        track(secure);
+        secure.proxyTarget = target;
+        secure.on('secure', () => inner.emit('connection', secure));
+    });
+
+    await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => {
+            server.off('error', reject);
+            resolve();
+        });
+    });
+    const { port } = server.address();
+
+    let closed;
+    return {
+        url: `http://127.0.0.1:${port}`,
+        port,
+        connects,
+        forwarded,
+        tunneled,
+        close() {
+            if (!closed) {
+                closed = new Promise(resolve => {
+                    server.close(() => resolve());
+                    inner.close();
+                    for (const socket of sockets) {
+                        socket.destroy();
+                    }
+                });
+            }
+            return closed;
+        }
+    };
+}
