@@ -30,6 +30,8 @@ class Transport extends EventEmitter {
     const onLog = log ? ({ level, message }) => log[level](message) : undefined
     if (!log && config && config.tls && config.tls.rejectUnauthorized === false) warnInsecureOnce()
     this.#native = new NativeTransport(nativeConfig, defaults, onToken, onLog)
+    // As nodemailer's pool: a pooled transport announces that it can take messages.
+    if (nativeConfig.pool) setImmediate(() => this.isIdle() && this.emit('idle'))
     this.name = 'smtp-oauth-transport'
     this.version = version
     // What inspection shows: where mail goes and as whom; never a secret.

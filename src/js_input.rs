@@ -2,9 +2,9 @@
 //! field-naming errors) happens in the core.
 
 use napi::bindgen_prelude::JsObjectValue;
-use napi::bindgen_prelude::{Array, BufferSlice, Object, Unknown};
+use napi::bindgen_prelude::{Array, Buffer, Object, Unknown};
 use napi::{JsDate, JsValue, Result, ValueType};
-use smtp_oauth_core::Value;
+use smtp_oauth_core::{ByteBuf, Value};
 
 /// Deeper nesting than this is a cycle or a mistake, not a config or a message.
 const MAX_DEPTH: usize = 32;
@@ -25,8 +25,9 @@ fn convert(value: Unknown, depth: usize) -> Result<Value> {
         ValueType::Boolean => Value::Bool(unsafe { value.cast::<bool>()? }),
         ValueType::Number => Value::Number(unsafe { value.cast::<f64>()? }),
         ValueType::String => Value::String(unsafe { value.cast::<String>()? }),
+        // A reference, not a copy: the bytes are read later, off the JS thread.
         ValueType::Object if value.is_buffer()? => {
-            Value::Bytes(unsafe { value.cast::<BufferSlice>()? }.to_vec())
+            Value::Bytes(ByteBuf::new(unsafe { value.cast::<Buffer>()? }))
         }
         ValueType::Object if value.is_date()? => Value::Date(unsafe { value.cast::<JsDate>()? }.value_of()?),
         ValueType::Object if value.is_array()? => {

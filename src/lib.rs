@@ -16,6 +16,7 @@ use napi::{Env, Result, Status};
 use napi_derive::napi;
 use smtp_oauth_core::log::{Level, LogSink};
 use smtp_oauth_core::oauth::TokenListener;
+use smtp_oauth_core::transport::Admission;
 use smtp_oauth_core::{Environment, Error, ErrorKind, SentInfo, Transport};
 
 use js_error::to_js_error;
@@ -207,10 +208,15 @@ impl NativeTransport {
         message: Unknown,
     ) -> Result<PromiseRaw<'env, SentMessageInfo>> {
         let message = to_value(message)?;
-        let transport = self.transport();
-        settle(env, async move { transport?.send(&message).await }, |_, info| {
-            Ok(SentMessageInfo::from(info))
-        })
+        let admitted = self.admit();
+        settle(
+            env,
+            async move {
+                let (transport, _admission) = admitted?;
+                transport.send(&message).await
+            },
+            |_, info| Ok(SentMessageInfo::from(info)),
+        )
     }
 
     /// The current access token (cached, or fetched now).
@@ -267,10 +273,13 @@ impl NativeTransport {
     ) -> Result<PromiseRaw<'env, SentMessageInfo>> {
         let raw = to_value(raw)?;
         let envelope = to_value(envelope)?;
-        let transport = self.transport();
+        let admitted = self.admit();
         settle(
             env,
-            async move { transport?.send_raw(&raw, &envelope).await },
+            async move {
+                let (transport, _admission) = admitted?;
+                transport.send_raw(&raw, &envelope).await
+            },
             |_, info| Ok(SentMessageInfo::from(info)),
         )
     }
@@ -287,6 +296,10 @@ impl NativeTransport {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env, force: Option<bool>) -> Result<PromiseRaw<'env, ()>> {
         let transport = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Sends made before this call are admitted and will be waited for; later ones are refused.
+        if let Some(transport) = &transport {
+            transport.begin_close();
+        }
         settle(
             env,
             async move {
@@ -297,6 +310,14 @@ impl NativeTransport {
             },
             |_, ()| Ok(()),
         )
+    }
+
+    /// The transport and an admission for one send, taken synchronously on the JS thread so
+    /// that a `close()` called right after still waits for this send.
+    fn admit(&self) -> std::result::Result<(Arc<Transport>, Admission), Error> {
+        let transport = self.transport()?;
+        let admission = transport.admit()?;
+        Ok((transport, admission))
     }
 
     fn transport(&self) -> std::result::Result<Arc<Transport>, Error> {

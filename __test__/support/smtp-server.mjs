@@ -113,8 +113,9 @@ export async function startSmtpServer(opts = {}) {
     const received = [];
     const counters = { connect: 0, mailFrom: 0, data: 0, peak: 0 };
     // remotePort -> raw TCP socket of each open connection: counts concurrent connections,
-    // and lets a fault tear down one session's connection. After STARTTLS the TLS socket owns
-    // the handle and the raw socket never emits 'close': the TLS socket's 'close' ends it then
+    // and lets a fault tear down one session's connection. A connection stops counting when
+    // the client ends it ('end': its FIN arrived) or it closes. After STARTTLS the TLS socket
+    // owns the handle and the raw socket emits neither, so the TLS socket's events count then
     // (smtp-server's onClose comes a loop iteration later, too late for an exact count).
     const rawByPort = new Map();
 
@@ -174,7 +175,14 @@ export async function startSmtpServer(opts = {}) {
         },
 
         onSecure(socket, session, callback) {
-            socket.once('close', () => rawByPort.delete(session.remotePort));
+            const raw = rawByPort.get(session.remotePort);
+            const release = () => {
+                if (rawByPort.get(session.remotePort) === raw) {
+                    rawByPort.delete(session.remotePort);
+                }
+            };
+            socket.once('end', release);
+            socket.once('close', release);
             if (opts.onSecureSocket) {
                 opts.onSecureSocket(socket, session);
             }
@@ -187,7 +195,6 @@ export async function startSmtpServer(opts = {}) {
         },
 
         onClose(session) {
-            rawByPort.delete(session.remotePort);
             const record = bySession.get(session.id);
             if (record) {
                 record.closedAt = Date.now();
@@ -300,8 +307,8 @@ export async function startSmtpServer(opts = {}) {
         }
     });
 
-    // Faults for the retry tests. The onData callback is never called for these: the
-    // client gets no reply to the message (the connection goes away, or stays silent).
+    // Faults for the retry tests. Except for 'tempfail-after-dot' (a 451), the onData callback
+    // is never called: the client gets no reply (the connection goes away, or stays silent).
     function destroySession(session) {
         const raw = rawByPort.get(session.remotePort);
         for (const connection of server.connections) {
@@ -360,11 +367,15 @@ export async function startSmtpServer(opts = {}) {
         const port = socket.remotePort;
         rawByPort.set(port, socket);
         counters.peak = Math.max(counters.peak, rawByPort.size);
-        socket.on('close', () => {
-            sockets.delete(socket);
+        const release = () => {
             if (rawByPort.get(port) === socket) {
                 rawByPort.delete(port);
             }
+        };
+        socket.once('end', release);
+        socket.on('close', () => {
+            sockets.delete(socket);
+            release();
         });
     });
     // A client dropping the connection mid-handshake emits 'error' on the server;

@@ -344,7 +344,7 @@ fn parse_credential(field: &Field) -> Result<ClientCredential> {
         match child.value() {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.as_bytes().to_vec())),
-            Some(Value::Bytes(bytes)) => Ok(Some(bytes.clone())),
+            Some(Value::Bytes(bytes)) => Ok(Some(bytes.to_vec())),
             Some(other) => {
                 Err(child.error(format!("must be PEM text or a Buffer, got {}", other.type_name())))
             }
@@ -389,7 +389,7 @@ fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> 
     for item in field.child("ca").items() {
         let pem = match item.value() {
             Some(Value::String(text)) => text.as_bytes(),
-            Some(Value::Bytes(bytes)) => bytes.as_slice(),
+            Some(Value::Bytes(bytes)) => bytes,
             _ => return Err(item.wrong_type("a PEM certificate (string or Buffer)")),
         };
         let before = extra_ca.len();

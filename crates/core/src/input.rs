@@ -7,8 +7,41 @@
 //! almost always means an environment variable is not set.
 
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
+
+/// Bytes shared without copying: a JS `Buffer` stays where it is (the binding hands over a
+/// reference), so a 25 MB attachment costs no copy on the JS thread.
+#[derive(Clone)]
+pub struct ByteBuf(Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl ByteBuf {
+    pub fn new(bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
+        ByteBuf(Arc::new(bytes))
+    }
+}
+
+impl Deref for ByteBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+impl From<Vec<u8>> for ByteBuf {
+    fn from(bytes: Vec<u8>) -> Self {
+        ByteBuf::new(bytes)
+    }
+}
+
+impl PartialEq for ByteBuf {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
 
 /// A JavaScript value, as far as configuration and messages need one.
 #[derive(Clone, PartialEq)]
@@ -19,7 +52,7 @@ pub enum Value {
     Number(f64),
     String(String),
     /// A `Buffer`, `Uint8Array` or `ArrayBuffer`.
-    Bytes(Vec<u8>),
+    Bytes(ByteBuf),
     /// A `Date`, as milliseconds since the epoch.
     Date(f64),
     Array(Vec<Value>),

@@ -21,5 +21,5 @@ pub mod tls;
 pub mod transport;
 
 pub use error::{Error, ErrorKind, Result};
-pub use input::Value;
+pub use input::{ByteBuf, Value};
 pub use transport::{Environment, SentInfo, Transport};

@@ -8,15 +8,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use lettre::address::{Address, Envelope};
-use lettre::message::header::{ContentDisposition, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{
+    ContentDisposition, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
+};
+use lettre::message::{Attachment, Body as PartBody, Mailbox, MultiPart, SinglePart};
 
 use crate::address::{parse_mailboxes, parse_single_mailbox};
 use crate::error::{Error, ErrorKind, Result};
-use crate::input::{Field, Value};
+use crate::input::{ByteBuf, Field, Value};
 
 /// The path message errors start with.
 const MESSAGE_ROOT: &str = "message";
+
+/// Attachments at least this large are not encoded in memory: their base64 is produced
+/// while they are written to the socket, from the caller's own buffer.
+const STREAM_THRESHOLD: usize = 64 * 1024;
+/// Input bytes per base64 line (76 characters), as MIME wants them.
+pub const BASE64_LINE_INPUT: usize = 57;
 
 /// A message ready for the wire.
 #[derive(Debug, Clone)]
@@ -27,8 +35,163 @@ pub struct OutgoingMessage {
     pub envelope_from: Option<Address>,
     /// RCPT TO, in order, without duplicates.
     pub envelope_to: Vec<Address>,
-    /// The whole RFC 5322 message, CRLF line endings, not yet dot-stuffed.
-    pub bytes: Vec<u8>,
+    /// The whole RFC 5322 message, not yet dot-stuffed.
+    pub body: MessageBody,
+}
+
+/// The message's bytes, in order: what lettre formatted, with large attachment bodies left
+/// in the caller's buffers and base64-encoded only as they are written. Peak memory for a
+/// 25 MB attachment is then a few chunks, not three encoded copies.
+#[derive(Debug, Clone, Default)]
+pub struct MessageBody {
+    segments: Vec<Segment>,
+}
+
+#[derive(Clone)]
+pub enum Segment {
+    /// Bytes as they go on the wire (before dot-stuffing).
+    Bytes(ByteBuf),
+    /// Raw bytes whose base64 lines (76 characters, CRLF between lines, none after the
+    /// last) go on the wire.
+    Base64(ByteBuf),
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Segment::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            Segment::Base64(bytes) => write!(f, "Base64({} bytes)", bytes.len()),
+        }
+    }
+}
+
+impl MessageBody {
+    pub fn from_bytes(bytes: impl Into<ByteBuf>) -> Self {
+        MessageBody {
+            segments: vec![Segment::Bytes(bytes.into())],
+        }
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The size on the wire, before dot-stuffing (what SIZE limits).
+    pub fn len(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Bytes(bytes) => bytes.len(),
+                Segment::Base64(bytes) => base64_lines_len(bytes.len()),
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_ascii(&self) -> bool {
+        self.segments.iter().all(|segment| match segment {
+            Segment::Bytes(bytes) => bytes.is_ascii(),
+            Segment::Base64(_) => true,
+        })
+    }
+
+    /// The whole message in one buffer (for tests and small messages).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        for segment in &self.segments {
+            match segment {
+                Segment::Bytes(bytes) => out.extend_from_slice(bytes),
+                Segment::Base64(bytes) => encode_base64_lines(bytes, &mut out),
+            }
+        }
+        out
+    }
+}
+
+/// Length of the base64 lines of `n` bytes: 76-character lines, CRLF between them.
+fn base64_lines_len(n: usize) -> usize {
+    let encoded = n.div_ceil(3) * 4;
+    let lines = encoded.div_ceil(76);
+    encoded + 2 * lines.saturating_sub(1)
+}
+
+/// Appends the base64 lines of `input` (see [`Segment::Base64`]); when `input` is a
+/// multiple of [`BASE64_LINE_INPUT`] bytes, every line is complete, so a long input can
+/// be encoded chunk by chunk with a CRLF between the chunks.
+pub fn encode_base64_lines(input: &[u8], out: &mut Vec<u8>) {
+    for (index, line) in input.chunks(BASE64_LINE_INPUT).enumerate() {
+        if index > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        let start = out.len();
+        out.resize(start + line.len().div_ceil(3) * 4, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(line, &mut out[start..])
+            .expect("the buffer was sized for the encoding");
+        out.truncate(start + written);
+    }
+}
+
+/// Large attachment bodies set aside while lettre formats the rest: each is replaced by a
+/// marker that cannot occur elsewhere (a random prefix), found again after formatting.
+struct StreamedBodies {
+    prefix: String,
+    bodies: Vec<ByteBuf>,
+}
+
+impl StreamedBodies {
+    fn new() -> Self {
+        StreamedBodies {
+            prefix: format!(
+                "smtp-oauth-transport-{:016x}{:016x}-",
+                fastrand::u64(..),
+                fastrand::u64(..)
+            ),
+            bodies: Vec::new(),
+        }
+    }
+
+    fn marker(&self, index: usize) -> String {
+        format!("{}{index:08}", self.prefix)
+    }
+
+    /// A pre-encoded placeholder body for `content`.
+    fn placeholder(&mut self, content: ByteBuf) -> PartBody {
+        let marker = self.marker(self.bodies.len());
+        self.bodies.push(content);
+        PartBody::dangerous_pre_encoded(marker.into_bytes(), ContentTransferEncoding::Base64)
+    }
+
+    /// Splits the formatted message at the markers.
+    fn into_body(self, formatted: Vec<u8>) -> MessageBody {
+        if self.bodies.is_empty() {
+            return MessageBody::from_bytes(formatted);
+        }
+        let mut found: Vec<(usize, usize)> = (0..self.bodies.len())
+            .filter_map(|index| {
+                let marker = self.marker(index);
+                find(&formatted, marker.as_bytes()).map(|at| (at, index))
+            })
+            .collect();
+        found.sort_unstable();
+        let marker_len = self.marker(0).len();
+        let mut segments = Vec::new();
+        let mut from = 0;
+        for (at, index) in found {
+            segments.push(Segment::Bytes(ByteBuf::from(formatted[from..at].to_vec())));
+            segments.push(Segment::Base64(self.bodies[index].clone()));
+            from = at + marker_len;
+        }
+        segments.push(Segment::Bytes(ByteBuf::from(formatted[from..].to_vec())));
+        MessageBody { segments }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 /// Builds `message`, taking absent fields from `defaults` (the 2nd argument of
@@ -99,7 +262,8 @@ pub async fn build_message(
         .map_err(|err| Error::new(ErrorKind::Envelope, format!("invalid envelope: {err}")))?;
     builder = builder.envelope(envelope);
 
-    let built = match body_part(&root).await? {
+    let mut streamed = StreamedBodies::new();
+    let built = match body_part(&root, &mut streamed).await? {
         Body::Single(part) => builder.singlepart(part),
         Body::Multi(part) => builder.multipart(part),
     }
@@ -114,7 +278,7 @@ pub async fn build_message(
         message_id,
         envelope_from,
         envelope_to,
-        bytes: built.formatted(),
+        body: streamed.into_body(built.formatted()),
     })
 }
 
@@ -124,7 +288,7 @@ pub fn raw_message(raw: &Value, envelope: &Value) -> Result<OutgoingMessage> {
     let root = Field::root(MESSAGE_ROOT, envelope, ErrorKind::Message);
     let bytes = match raw {
         Value::Bytes(bytes) => bytes.clone(),
-        Value::String(text) => text.as_bytes().to_vec(),
+        Value::String(text) => ByteBuf::from(text.as_bytes().to_vec()),
         other => return Err(Field::root("raw", other, ErrorKind::Message).wrong_type("a Buffer or string")),
     };
     let envelope_from = parse_single_mailbox(&root.child("from"))?.map(|mailbox| mailbox.email);
@@ -142,9 +306,9 @@ pub fn raw_message(raw: &Value, envelope: &Value) -> Result<OutgoingMessage> {
     }
     Ok(OutgoingMessage {
         message_id: header_value(&bytes, "message-id").unwrap_or_default(),
+        body: MessageBody::from_bytes(bytes),
         envelope_from,
         envelope_to,
-        bytes,
     })
 }
 
@@ -242,7 +406,7 @@ fn body_text(field: &Field) -> Result<Option<String>> {
     match field.value() {
         None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(Value::Bytes(bytes)) => String::from_utf8(bytes.clone())
+        Some(Value::Bytes(bytes)) => String::from_utf8(bytes.to_vec())
             .map(Some)
             .map_err(|_| field.error("is a Buffer that is not valid UTF-8")),
         Some(_) => Err(field.wrong_type("a string or Buffer")),
@@ -383,13 +547,13 @@ impl Body {
 }
 
 /// text / html / both, inline images related to the html, attachments mixed around it all.
-async fn body_part(root: &Field<'_>) -> Result<Body> {
+async fn body_part(root: &Field<'_>, streamed: &mut StreamedBodies) -> Result<Body> {
     let text = body_text(&root.child("text"))?;
     let html = body_text(&root.child("html"))?;
     let mut inline = Vec::new();
     let mut attached = Vec::new();
     for item in root.child("attachments").items() {
-        match attachment_part(&item).await? {
+        match attachment_part(&item, streamed).await? {
             (part, true) => inline.push(part),
             (part, false) => attached.push(part),
         }
@@ -421,15 +585,15 @@ async fn body_part(root: &Field<'_>) -> Result<Body> {
 }
 
 /// One attachment; `true` when it is an inline part (it has a `cid`).
-async fn attachment_part(item: &Field<'_>) -> Result<(SinglePart, bool)> {
+async fn attachment_part(item: &Field<'_>, streamed: &mut StreamedBodies) -> Result<(SinglePart, bool)> {
     item.optional_object()?
         .ok_or_else(|| item.wrong_type("an attachment object"))?;
     let filename = item.child("filename").optional_string()?;
     let path = item.child("path").optional_string()?;
-    let content = match (item.child("content").value(), path) {
+    let content: ByteBuf = match (item.child("content").value(), path) {
         (Some(Value::Bytes(bytes)), _) => bytes.clone(),
-        (Some(Value::String(text)), _) => decode_content(text, &item.child("encoding"))?,
-        (Some(Value::Null) | None, Some(path)) => read_attachment(&item.child("path"), path).await?,
+        (Some(Value::String(text)), _) => decode_content(text, &item.child("encoding"))?.into(),
+        (Some(Value::Null) | None, Some(path)) => read_attachment(&item.child("path"), path).await?.into(),
         (Some(Value::Null) | None, None) => return Err(item.error("needs content or path")),
         (Some(_), _) => return Err(item.child("content").wrong_type("a string or Buffer")),
     };
@@ -449,6 +613,11 @@ async fn attachment_part(item: &Field<'_>) -> Result<(SinglePart, bool)> {
     if !matches!(disposition, None | Some("inline") | Some("attachment")) {
         return Err(disposition_field.wrong_type("'attachment' or 'inline'"));
     }
+    let content = if content.len() >= STREAM_THRESHOLD {
+        streamed.placeholder(content)
+    } else {
+        PartBody::new(content.to_vec())
+    };
     if let Some(cid) = item.child("cid").optional_string()? {
         let cid = cid
             .trim()
@@ -557,7 +726,7 @@ mod tests {
     }
 
     fn text(message: &OutgoingMessage) -> String {
-        String::from_utf8_lossy(&message.bytes).into_owned()
+        String::from_utf8_lossy(&message.body.to_vec()).into_owned()
     }
 
     #[test]
@@ -650,9 +819,51 @@ mod tests {
         ]);
         let message = raw_message(&raw, &envelope).unwrap();
         assert_eq!(message.message_id, "<abc@example.com>");
-        assert!(message.bytes.ends_with(b"body\r\n"));
+        assert!(message.body.to_vec().ends_with(b"body\r\n"));
         let no_rcpt = Value::object([("from", Value::str("a@example.com"))]);
         assert_eq!(raw_message(&raw, &no_rcpt).unwrap_err().code(), "EENVELOPE");
+    }
+
+    #[test]
+    fn large_attachments_are_streamed_as_base64_lines() {
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let message = build(Value::object([
+            ("to", Value::str("a@example.com")),
+            ("text", Value::str("see attached")),
+            (
+                "attachments",
+                Value::Array(vec![Value::object([
+                    ("filename", Value::str("data.bin")),
+                    ("content", Value::Bytes(ByteBuf::from(content.clone()))),
+                ])]),
+            ),
+        ]))
+        .unwrap();
+        assert!(message
+            .body
+            .segments()
+            .iter()
+            .any(|s| matches!(s, Segment::Base64(_))));
+        let wire = message.body.to_vec();
+        assert_eq!(wire.len(), message.body.len());
+        let raw = String::from_utf8(wire).unwrap();
+        let start = raw
+            .find("\r\n\r\n")
+            .map(|_| raw.rfind("Content-Transfer-Encoding: base64\r\n\r\n").unwrap())
+            .unwrap();
+        let encoded: String = raw[start..]
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap()
+            .split("\r\n--")
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(encoded.split("\r\n").all(|line| line.len() <= 76));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.replace("\r\n", ""))
+            .unwrap();
+        assert_eq!(decoded, content);
     }
 
     #[test]

@@ -92,10 +92,8 @@ impl Pool {
         })
     }
 
-    /// nodemailer's `isIdle()`: no message waiting and a connection slot free.
-    pub fn is_idle(&self) -> bool {
-        let state = self.shared.lock();
-        state.queue.is_empty() && state.delayed == 0 && state.busy < self.shared.options.max_connections
+    pub fn max_connections(&self) -> usize {
+        self.shared.options.max_connections
     }
 
     /// Stops taking messages and waits until every queued one was sent (or, with `force`,
@@ -263,7 +261,11 @@ async fn run_worker(shared: Arc<Shared>) {
         };
         shared.pace().await;
         let outcome = current.send(&job.message).await;
-        if current.is_usable() && current.messages_sent() < shared.options.max_messages {
+        // A transient failure is retried on a fresh connection: the server may be telling
+        // this one to go away (421, 432 thread limit).
+        let failed_transiently = outcome.as_ref().is_err_and(|err| err.is_transient());
+        if current.is_usable() && !failed_transiently && current.messages_sent() < shared.options.max_messages
+        {
             connection = Some(current);
         } else {
             current.quit().await;

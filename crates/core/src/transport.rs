@@ -2,11 +2,14 @@
 //! pool, and the send path `message -> token -> connection -> delivery` that the N-API layer
 //! exposes.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use crate::config::{Auth, TransportConfig};
 use crate::connector::Connector;
-use crate::error::{RejectedRecipient, Result};
+use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
 use crate::input::Value;
 use crate::log::{LogSink, Logger};
 use crate::message::{build_message, raw_message, OutgoingMessage};
@@ -24,6 +27,38 @@ pub struct SentInfo {
     pub response: String,
 }
 
+/// Counts admitted sends, so that `close()` can wait for them.
+#[derive(Default)]
+struct PendingSends {
+    count: AtomicUsize,
+    closing: AtomicBool,
+    /// Signalled whenever the count drops to zero.
+    drained: Notify,
+}
+
+impl PendingSends {
+    async fn settled(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+/// One admitted send; dropping it (when the send settles) lets `close()` go on.
+pub struct Admission(Arc<PendingSends>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
 /// What the embedding environment gives a transport besides its config.
 #[derive(Default)]
 pub struct Environment {
@@ -37,6 +72,8 @@ pub struct Environment {
 
 pub struct Transport {
     connector: Arc<Connector>,
+    /// Sends accepted and not yet settled; `close()` waits for them.
+    pending: Arc<PendingSends>,
     /// Message fields used when a message lacks them (the 2nd argument of `createTransport`).
     defaults: Option<Value>,
     /// `pool: true`: reused connections; otherwise one connection per message.
@@ -91,6 +128,7 @@ impl Transport {
         let pool = pool_options.map(|options| Pool::new(Arc::clone(&connector), options, max_retries));
         Ok(Transport {
             connector,
+            pending: Arc::default(),
             defaults,
             pool,
         })
@@ -105,6 +143,24 @@ impl Transport {
         let connection = self.connector.open_connection().await?;
         connection.quit().await;
         Ok(())
+    }
+
+    /// Accepts a send, synchronously, before any of its work: a send admitted before
+    /// `begin_close()` is delivered before `close()` finishes; one after is refused.
+    pub fn admit(&self) -> Result<Admission> {
+        if self.pending.closing.load(Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Connection,
+                "the transport is closed: the message was not sent",
+            ));
+        }
+        self.pending.count.fetch_add(1, Ordering::AcqRel);
+        Ok(Admission(Arc::clone(&self.pending)))
+    }
+
+    /// Refuses new sends from now on (the synchronous half of `close()`).
+    pub fn begin_close(&self) {
+        self.pending.closing.store(true, Ordering::Release);
     }
 
     /// Builds `message` (failing before any connection if it is invalid), then delivers it
@@ -135,13 +191,21 @@ impl Transport {
         })
     }
 
-    /// nodemailer's `isIdle()`: without a pool, always.
+    /// nodemailer's `isIdle()`: a send now would not wait for a connection slot.
     pub fn is_idle(&self) -> bool {
-        self.pool.as_ref().is_none_or(Pool::is_idle)
+        match &self.pool {
+            Some(pool) => self.pending.count.load(Ordering::Acquire) < pool.max_connections(),
+            None => true,
+        }
     }
 
-    /// Waits for queued messages (or rejects them with `force`) and closes pooled connections.
+    /// Refuses new sends, waits for the admitted ones (or, with `force`, rejects those still
+    /// queued) and closes pooled connections with QUIT.
     pub async fn close(&self, force: bool) {
+        self.begin_close();
+        if !force {
+            self.pending.settled().await;
+        }
         if let Some(pool) = &self.pool {
             pool.close(force).await;
         }

@@ -25,7 +25,7 @@ use super::xoauth2::{decode_challenge, xoauth2_initial_response};
 use crate::config::{Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result, SmtpReply};
 use crate::log::Logger;
-use crate::message::OutgoingMessage;
+use crate::message::{encode_base64_lines, MessageBody, OutgoingMessage, Segment, BASE64_LINE_INPUT};
 use crate::secret::Secret;
 use crate::tls::rustls_client_config;
 
@@ -316,7 +316,7 @@ impl SmtpConnection {
     /// (`EENVELOPE`). If the connection breaks after the final `.` and before the server's
     /// reply, the error is `EUNKNOWN_DELIVERY`: the message may have been delivered.
     pub async fn send(&mut self, message: &OutgoingMessage) -> Result<Delivery> {
-        let size = message.bytes.len() as u64;
+        let size = message.body.len() as u64;
         if let Some(limit) = self.capabilities.size.filter(|&limit| limit > 0 && size > limit) {
             return Err(Error::message_error(format!(
                 "the message is {size} bytes but the server accepts at most {limit} bytes (its SIZE): nothing was sent"
@@ -337,7 +337,7 @@ impl SmtpConnection {
             }
         };
 
-        self.write_message(&message.bytes).await?;
+        self.write_message(&message.body).await?;
         let reply = match tokio::time::timeout(self.socket_timeout, read_reply(&mut self.stream)).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(failure)) => return Err(self.unknown_delivery(describe_failure(&failure))),
@@ -369,7 +369,7 @@ impl SmtpConnection {
         if self.capabilities.size.is_some() {
             mail.push_str(&format!(" SIZE={size}"));
         }
-        if !message.bytes.is_ascii() && self.capabilities.eight_bit_mime {
+        if !message.body.is_ascii() && self.capabilities.eight_bit_mime {
             mail.push_str(" BODY=8BITMIME");
         }
         let non_ascii_address =
@@ -471,31 +471,49 @@ impl SmtpConnection {
         }
     }
 
-    /// The message, dot-stuffed and with bare LF made CRLF, then the final `.`: written in
-    /// chunks, never copied whole.
-    async fn write_message(&mut self, bytes: &[u8]) -> Result<()> {
+    /// The message, dot-stuffed, line endings made CRLF, then the final `.`: written in
+    /// chunks, large attachments base64-encoded on the way, never copied whole.
+    async fn write_message(&mut self, body: &MessageBody) -> Result<()> {
         const CHUNK: usize = 64 * 1024;
-        let mut out = Vec::with_capacity(CHUNK + CHUNK / 8);
-        let mut previous = b'\n';
-        for chunk in bytes.chunks(CHUNK) {
-            for &byte in chunk {
-                if byte == b'.' && previous == b'\n' {
-                    out.push(b'.');
+        // A multiple of 57 input bytes encodes to whole 76-character lines.
+        const BASE64_CHUNK: usize = BASE64_LINE_INPUT * 1024;
+        let mut out = Vec::with_capacity(CHUNK * 2);
+        let mut lines = WireLines::default();
+        for segment in body.segments() {
+            match segment {
+                Segment::Bytes(bytes) => {
+                    for chunk in bytes.chunks(CHUNK) {
+                        lines.push(chunk, &mut out);
+                        self.write_full_chunk(&mut out, CHUNK).await?;
+                    }
                 }
-                if byte == b'\n' && previous != b'\r' {
-                    out.push(b'\r');
+                Segment::Base64(bytes) => {
+                    lines.end_line(&mut out);
+                    for (index, chunk) in bytes.chunks(BASE64_CHUNK).enumerate() {
+                        if index > 0 {
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        encode_base64_lines(chunk, &mut out);
+                        self.write_full_chunk(&mut out, CHUNK).await?;
+                    }
+                    lines.after_base64();
                 }
-                out.push(byte);
-                previous = byte;
             }
-            self.write_unflushed(Step::Message, &out).await?;
+        }
+        lines.finish(&mut out);
+        self.write(Step::Message, &out).await?;
+        self.logger
+            .transcript(|| format!("C: <message, {} bytes>", body.len()));
+        self.logger.transcript(|| "C: .".to_string());
+        Ok(())
+    }
+
+    /// Writes `out` once it holds at least `chunk` bytes.
+    async fn write_full_chunk(&mut self, out: &mut Vec<u8>, chunk: usize) -> Result<()> {
+        if out.len() >= chunk {
+            self.write_unflushed(Step::Message, out).await?;
             out.clear();
         }
-        let terminator: &[u8] = if previous == b'\n' { b".\r\n" } else { b"\r\n.\r\n" };
-        self.write(Step::Message, terminator).await?;
-        self.logger
-            .transcript(|| format!("C: <message, {} bytes>", bytes.len()));
-        self.logger.transcript(|| "C: .".to_string());
         Ok(())
     }
 
@@ -608,6 +626,70 @@ impl SmtpConnection {
             format!("the message was sent to {} but the connection failed before the server confirmed it ({why}): it may or may not have been delivered, and it was not resent", self.peer),
         )
         .with_command(Step::Message.command())
+    }
+}
+
+/// Turns message bytes into DATA content: CRLF line endings (a bare CR or LF becomes
+/// CRLF, as nodemailer does) and a `.` doubled at the start of a line.
+#[derive(Default)]
+struct WireLines {
+    /// Nothing yet, or the last byte written ended a line.
+    at_line_start: bool,
+    started: bool,
+    pending_cr: bool,
+}
+
+impl WireLines {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        for &byte in bytes {
+            if self.pending_cr {
+                self.pending_cr = false;
+                out.extend_from_slice(b"\r\n");
+                self.at_line_start = true;
+                if byte == b'\n' {
+                    continue;
+                }
+            }
+            match byte {
+                b'\r' => self.pending_cr = true,
+                b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.at_line_start = true;
+                }
+                _ => {
+                    if byte == b'.' && (self.at_line_start || !self.started) {
+                        out.push(b'.');
+                    }
+                    out.push(byte);
+                    self.at_line_start = false;
+                }
+            }
+            self.started = true;
+        }
+    }
+
+    /// Completes a CR left pending at the end of a segment.
+    fn end_line(&mut self, out: &mut Vec<u8>) {
+        if self.pending_cr {
+            self.pending_cr = false;
+            out.extend_from_slice(b"\r\n");
+            self.at_line_start = true;
+        }
+    }
+
+    /// Base64 lines end without a line break and never start with a dot.
+    fn after_base64(&mut self) {
+        self.started = true;
+        self.at_line_start = false;
+    }
+
+    /// The end-of-data marker, on a line of its own.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.end_line(out);
+        if !self.at_line_start && self.started {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
     }
 }
 
@@ -724,5 +806,28 @@ impl AsyncWrite for Stream {
             Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WireLines;
+
+    fn wire(parts: &[&[u8]]) -> String {
+        let mut lines = WireLines::default();
+        let mut out = Vec::new();
+        for part in parts {
+            lines.push(part, &mut out);
+        }
+        lines.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn dots_are_stuffed_and_line_endings_made_crlf() {
+        assert_eq!(wire(&[b".a\r\n.b\nc\rd"]), "..a\r\n..b\r\nc\r\nd\r\n.\r\n");
+        // A CRLF split between two chunks stays one line break.
+        assert_eq!(wire(&[b"a\r", b"\nb\r\n"]), "a\r\nb\r\n.\r\n");
+        assert_eq!(wire(&[b""]), ".\r\n");
     }
 }
