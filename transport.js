@@ -25,11 +25,15 @@ class Transport extends EventEmitter {
       const transport = self.deref()
       if (transport) transport.emit('token', { user, expiresAt: new Date(expiresAt) })
     }
-    const { logger, ...nativeConfig } = config || {}
+    // Anything but a plain object goes to the native side as it is, which names it
+    // (`mail.smtp must be an object, got ...`).
+    const isObject = config !== null && typeof config === 'object' && !Array.isArray(config)
+    const { logger, ...nativeConfig } = isObject ? config : { logger: undefined }
+    const passedConfig = isObject ? nativeConfig : config
     const log = makeLogger(logger)
     const onLog = log ? ({ level, message }) => log[level](message) : undefined
-    if (!log && config && config.tls && config.tls.rejectUnauthorized === false) warnInsecureOnce()
-    this.#native = new NativeTransport(nativeConfig, defaults, onToken, onLog)
+    if (!log && isObject && config.tls && config.tls.rejectUnauthorized === false) warnInsecureOnce()
+    this.#native = new NativeTransport(passedConfig, defaults, onToken, onLog)
     // As nodemailer's pool: a pooled transport announces that it can take messages.
     if (nativeConfig.pool) setImmediate(() => this.isIdle() && this.emit('idle'))
     this.name = 'smtp-oauth-transport'
@@ -38,7 +42,7 @@ class Transport extends EventEmitter {
     this.#summary = {
       host: config.host,
       port: config.port,
-      type: config.type === undefined ? (config.auth && config.auth.pass ? 'login' : 'none') : config.type,
+      type: config.type === undefined ? (config.auth && config.auth.pass ? 'login' : 'none') : String(config.type),
       user: config.auth ? config.auth.user : undefined,
     }
   }
@@ -131,7 +135,15 @@ function makeLogger(logger) {
     return Object.fromEntries(LEVELS.map((level) => [level, print(level)]))
   }
   if (typeof logger !== 'object' && typeof logger !== 'function') return null
-  const pick = (level) => (typeof logger[level] === 'function' ? (message) => logger[level](message) : () => {})
+  // A logger that throws must not turn every log line into an uncaught exception.
+  const call = (level) => (message) => {
+    try {
+      logger[level](message)
+    } catch {
+      // Logging is best effort.
+    }
+  }
+  const pick = (level) => (typeof logger[level] === 'function' ? call(level) : () => {})
   return Object.fromEntries(LEVELS.map((level) => [level, pick(level)]))
 }
 

@@ -3,64 +3,109 @@
 
 use napi::bindgen_prelude::JsObjectValue;
 use napi::bindgen_prelude::{Array, Buffer, Object, Unknown};
-use napi::{JsDate, JsValue, Result, ValueType};
+use napi::{Env, JsDate, JsValue, Result, ValueType};
 use smtp_oauth_core::{ByteBuf, Value};
 
-/// Deeper nesting than this is a cycle or a mistake, not a config or a message.
+/// Deeper nesting than this is a mistake, not a config or a message.
 const MAX_DEPTH: usize = 32;
+/// More values than this is not a config or a message either; it also bounds the walk of an
+/// object graph whose shared parts would otherwise be visited exponentially often.
+const MAX_VALUES: usize = 100_000;
 
-pub fn to_value(value: Unknown) -> Result<Value> {
-    convert(value, 0)
+pub fn to_value(env: &Env, value: Unknown) -> Result<Value> {
+    Walker {
+        env,
+        ancestors: Vec::new(),
+        visited: 0,
+    }
+    .convert(value)
 }
 
-fn convert(value: Unknown, depth: usize) -> Result<Value> {
-    if depth > MAX_DEPTH {
-        return Ok(Value::Other(
-            "a value nested too deeply (a circular reference?)".into(),
-        ));
-    }
-    Ok(match value.get_type()? {
-        ValueType::Undefined => Value::Undefined,
-        ValueType::Null => Value::Null,
-        ValueType::Boolean => Value::Bool(unsafe { value.cast::<bool>()? }),
-        ValueType::Number => Value::Number(unsafe { value.cast::<f64>()? }),
-        ValueType::String => Value::String(unsafe { value.cast::<String>()? }),
-        // A reference, not a copy: the bytes are read later, off the JS thread.
-        ValueType::Object if value.is_buffer()? => {
-            Value::Bytes(ByteBuf::new(unsafe { value.cast::<Buffer>()? }))
+struct Walker<'a, 'env> {
+    env: &'a Env,
+    /// The objects and arrays being converted, outermost first: a value equal to one of
+    /// them is a cycle.
+    ancestors: Vec<Unknown<'env>>,
+    visited: usize,
+}
+
+impl<'env> Walker<'_, 'env> {
+    fn convert(&mut self, value: Unknown<'env>) -> Result<Value> {
+        self.visited += 1;
+        if self.visited > MAX_VALUES {
+            return Ok(Value::Other(format!(
+                "part of a value with more than {MAX_VALUES} fields"
+            )));
         }
-        ValueType::Object if value.is_date()? => Value::Date(unsafe { value.cast::<JsDate>()? }.value_of()?),
-        ValueType::Object if value.is_array()? => {
+        Ok(match value.get_type()? {
+            ValueType::Undefined => Value::Undefined,
+            ValueType::Null => Value::Null,
+            ValueType::Boolean => Value::Bool(unsafe { value.cast::<bool>()? }),
+            ValueType::Number => Value::Number(unsafe { value.cast::<f64>()? }),
+            ValueType::String => Value::String(unsafe { value.cast::<String>()? }),
+            // A reference, not a copy: the bytes are read later, off the JS thread.
+            ValueType::Object if value.is_buffer()? => {
+                Value::Bytes(ByteBuf::new(unsafe { value.cast::<Buffer>()? }))
+            }
+            ValueType::Object if value.is_date()? => {
+                Value::Date(unsafe { value.cast::<JsDate>()? }.value_of()?)
+            }
+            ValueType::Object if value.is_typedarray()? || value.is_arraybuffer()? => {
+                Value::Other("a typed array other than Uint8Array/Buffer".into())
+            }
+            ValueType::Object => {
+                if self.is_ancestor(&value)? {
+                    return Ok(Value::Other("a circular reference".into()));
+                }
+                if self.ancestors.len() >= MAX_DEPTH {
+                    return Ok(Value::Other(format!(
+                        "a value nested more than {MAX_DEPTH} levels deep"
+                    )));
+                }
+                self.ancestors.push(value);
+                let converted = self.convert_container(value);
+                self.ancestors.pop();
+                converted?
+            }
+            ValueType::Function => Value::Other("function".into()),
+            ValueType::Symbol => Value::Other("symbol".into()),
+            ValueType::BigInt => Value::Other("bigint".into()),
+            _ => Value::Other("unknown".into()),
+        })
+    }
+
+    fn convert_container(&mut self, value: Unknown<'env>) -> Result<Value> {
+        if value.is_array()? {
             let array = unsafe { value.cast::<Array>()? };
             let mut items = Vec::with_capacity(array.len() as usize);
             for index in 0..array.len() {
                 let item: Unknown = array.get_element(index)?;
-                items.push(convert(item, depth + 1)?);
+                items.push(self.convert(item)?);
             }
-            Value::Array(items)
+            return Ok(Value::Array(items));
         }
-        ValueType::Object if value.is_typedarray()? || value.is_arraybuffer()? => {
-            Value::Other("a typed array other than Uint8Array/Buffer".into())
+        let object = unsafe { value.cast::<Object>()? };
+        if is_stream(&object)? {
+            return Ok(Value::Other("a stream".into()));
         }
-        ValueType::Object => {
-            let object = unsafe { value.cast::<Object>()? };
-            if is_stream(&object)? {
-                return Ok(Value::Other("a stream".into()));
+        let keys = Object::keys(&object)?;
+        let mut pairs = Vec::with_capacity(keys.len());
+        for key in keys {
+            let child: Unknown = object.get_named_property(&key)?;
+            let converted = self.convert(child)?;
+            pairs.push((key, converted));
+        }
+        Ok(Value::Object(pairs))
+    }
+
+    fn is_ancestor(&self, value: &Unknown<'env>) -> Result<bool> {
+        for ancestor in &self.ancestors {
+            if self.env.strict_equals(*ancestor, *value)? {
+                return Ok(true);
             }
-            let keys = Object::keys(&object)?;
-            let mut pairs = Vec::with_capacity(keys.len());
-            for key in keys {
-                let child: Unknown = object.get_named_property(&key)?;
-                let converted = convert(child, depth + 1)?;
-                pairs.push((key, converted));
-            }
-            Value::Object(pairs)
         }
-        ValueType::Function => Value::Other("function".into()),
-        ValueType::Symbol => Value::Other("symbol".into()),
-        ValueType::BigInt => Value::Other("bigint".into()),
-        _ => Value::Other("unknown".into()),
-    })
+        Ok(false)
+    }
 }
 
 /// Streams have a `pipe` method; walking their internals would be slow and meaningless.

@@ -157,8 +157,8 @@ impl NativeTransport {
         on_token: Option<Function<TokenEvent, ()>>,
         on_log: Option<Function<LogRecord, ()>>,
     ) -> Result<Self> {
-        let config = to_value(config)?;
-        let defaults = defaults.map(to_value).transpose()?;
+        let config = to_value(&env, config)?;
+        let defaults = defaults.map(|d| to_value(&env, d)).transpose()?;
         // Node reads NODE_EXTRA_CA_CERTS for its own TLS; the token endpoint and the SMTP
         // server are reached from Rust, so the same file is read here.
         let extra_ca_file = std::env::var_os("NODE_EXTRA_CA_CERTS").and_then(|path| std::fs::read(path).ok());
@@ -207,7 +207,7 @@ impl NativeTransport {
         env: &'env Env,
         message: Unknown,
     ) -> Result<PromiseRaw<'env, SentMessageInfo>> {
-        let message = to_value(message)?;
+        let message = to_value(env, message)?;
         let admitted = self.admit();
         settle(
             env,
@@ -271,8 +271,8 @@ impl NativeTransport {
         raw: Unknown,
         envelope: Unknown,
     ) -> Result<PromiseRaw<'env, SentMessageInfo>> {
-        let raw = to_value(raw)?;
-        let envelope = to_value(envelope)?;
+        let raw = to_value(env, raw)?;
+        let envelope = to_value(env, envelope)?;
         let admitted = self.admit();
         settle(
             env,

@@ -14,12 +14,23 @@ pub fn parse_mailboxes(field: &Field) -> Result<Vec<Mailbox>> {
         match item.value() {
             Some(Value::String(text)) => {
                 for part in split_list(text) {
-                    mailboxes.push(parse_one(&part).map_err(|problem| item.error(problem))?);
+                    let mailbox = parse_one(&part).map_err(|problem| item.error(problem))?;
+                    if let Some(name) = &mailbox.name {
+                        item.check_header_text(name)?;
+                    }
+                    mailboxes.push(mailbox);
                 }
             }
             Some(Value::Object(_)) => {
                 let address = item.child("address").string()?;
-                let name = item.child("name").optional_string()?;
+                // nodemailer treats an empty name as no name.
+                let name = match item.child("name").value() {
+                    Some(Value::String(name)) if name.trim().is_empty() => None,
+                    _ => item.child("name").optional_string()?,
+                };
+                if let Some(name) = name {
+                    item.child("name").check_header_text(name)?;
+                }
                 let email = address.trim().parse().map_err(|_| {
                     item.child("address")
                         .error(format!("is not a valid e-mail address: {address:?}"))

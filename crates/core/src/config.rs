@@ -136,7 +136,16 @@ impl TransportConfig {
             None => 587,
         };
         let implicit_tls = secure.unwrap_or(port == 465);
-        let hello_name = root.child("name").optional_string()?.map(str::to_string);
+        let name_field = root.child("name");
+        let hello_name = match name_field.optional_string()? {
+            Some(name) if is_hello_name(name) => Some(name.to_string()),
+            Some(_) => {
+                return Err(name_field.wrong_type(
+                    "a host name (letters, digits, '.', '-') or an address literal such as [192.0.2.1]",
+                ))
+            }
+            None => None,
+        };
         let auth = parse_auth(&root)?;
 
         Ok(TransportConfig {
@@ -230,6 +239,15 @@ fn parse_auth(root: &Field) -> Result<Auth> {
         user,
         password: Secret::new(password),
     })
+}
+
+/// An EHLO argument: a domain, or an address literal in brackets. Anything else (spaces,
+/// line breaks) could smuggle SMTP commands.
+pub fn is_hello_name(name: &str) -> bool {
+    let literal = name.starts_with('[') && name.ends_with(']') && name.len() > 2;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    let body = if literal { &name[1..name.len() - 1] } else { name };
+    !body.is_empty() && name.len() <= 255 && body.chars().all(|c| allowed(c) || (literal && matches!(c, ':')))
 }
 
 /// The sovereign clouds: login host and Exchange scope (`oauth2.cloud`).
@@ -617,6 +635,18 @@ mod tests {
         let config = set(&config, &["oauth2", "privateKey"], Value::str("not a key"));
         let config = set(&config, &["oauth2", "thumbprint"], Value::str("ab".repeat(20)));
         assert!(error_of(&config).starts_with("mail.smtp.oauth2.privateKey is not a PEM private key"));
+    }
+
+    #[test]
+    fn the_ehlo_name_cannot_carry_commands() {
+        let config = set(
+            &tas_config(),
+            &["name"],
+            Value::str("client.example.com\r\nMAIL FROM:<evil@example.com>"),
+        );
+        assert!(error_of(&config).starts_with("mail.smtp.name must be a host name"));
+        let literal = set(&tas_config(), &["name"], Value::str("[IPv6:2001:db8::1]"));
+        assert!(TransportConfig::from_value(&literal, None).is_ok());
     }
 
     #[test]

@@ -245,6 +245,18 @@ impl<'a> Field<'a> {
         Ok(Some(number as u64))
     }
 
+    /// Checks text that goes into a header: a header line may not exceed 998 bytes, and
+    /// a word without spaces cannot be folded, so no word may come near that.
+    pub fn check_header_text(&self, text: &str) -> Result<()> {
+        const MAX_WORD: usize = 900;
+        match text.split_whitespace().map(str::len).max() {
+            Some(longest) if longest > MAX_WORD => Err(self.error(format!(
+                "has a word of {longest} characters without a space: header lines are limited to 998 bytes"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// An optional object; anything else is an error.
     pub fn optional_object(&self) -> Result<Option<&'a Value>> {
         match self.value() {

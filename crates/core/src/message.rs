@@ -238,16 +238,25 @@ pub async fn build_message(
         builder = builder.reply_to(mailbox);
     }
     if let Some(subject) = text_field(&root.child("subject"))? {
+        root.child("subject").check_header_text(&subject)?;
         builder = builder.subject(subject);
     }
-    builder = builder.message_id(root.child("messageId").optional_string()?.map(angle_bracketed));
+    let message_id = root.child("messageId").optional_string()?;
+    if let Some(id) = message_id {
+        root.child("messageId").check_header_text(id)?;
+    }
+    builder = builder.message_id(message_id.map(angle_bracketed));
     if let Some(date) = date_field(&root.child("date"))? {
         builder = builder.date(date);
     }
     if let Some(in_reply_to) = root.child("inReplyTo").optional_string()? {
+        root.child("inReplyTo").check_header_text(in_reply_to)?;
         builder = builder.in_reply_to(angle_bracketed(in_reply_to));
     }
     let references = string_list(&root.child("references"))?;
+    for reference in &references {
+        root.child("references").check_header_text(reference)?;
+    }
     if !references.is_empty() {
         let ids: Vec<String> = references.iter().map(|r| angle_bracketed(r)).collect();
         builder = builder.references(ids.join(" "));
@@ -434,14 +443,18 @@ fn date_field(field: &Field) -> Result<Option<SystemTime>> {
             let parsed = httpdate::parse_http_date(text)
                 .ok()
                 .or_else(|| chrono_free_rfc2822(text));
-            return parsed
-                .map(Some)
-                .ok_or_else(|| field.error(format!("is not a date: {text:?}")));
+            let parsed = parsed.ok_or_else(|| field.error(format!("is not a date: {text:?}")))?;
+            parsed
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as f64)
+                .unwrap_or(-1.0)
         }
         Some(_) => return Err(field.wrong_type("a Date")),
     };
-    if !millis.is_finite() || millis < 0.0 {
-        return Err(field.error("is not a valid date"));
+    // RFC 5322 dates have four-digit years.
+    const YEAR_10000_MS: f64 = 253_402_300_800_000.0;
+    if !millis.is_finite() || !(0.0..YEAR_10000_MS).contains(&millis) {
+        return Err(field.error("is not a date between 1970 and 9999"));
     }
     Ok(Some(UNIX_EPOCH + Duration::from_millis(millis as u64)))
 }
@@ -525,6 +538,7 @@ fn custom_headers(field: &Field) -> Result<Vec<HeaderValue>> {
                 _ => return Err(value.wrong_type("a string")),
             };
             // HeaderValue::new encodes line breaks (RFC 2047), so a value cannot start a new header.
+            value.check_header_text(&text)?;
             headers.push(HeaderValue::new(header_name.clone(), text));
         }
     }
@@ -597,6 +611,9 @@ async fn attachment_part(item: &Field<'_>, streamed: &mut StreamedBodies) -> Res
         (Some(Value::Null) | None, None) => return Err(item.error("needs content or path")),
         (Some(_), _) => return Err(item.child("content").wrong_type("a string or Buffer")),
     };
+    if let Some(name) = filename {
+        item.child("filename").check_header_text(name)?;
+    }
     let filename = filename.map(str::to_string).or_else(|| {
         path.and_then(|p| std::path::Path::new(p).file_name())
             .map(|n| n.to_string_lossy().into_owned())
@@ -864,6 +881,39 @@ mod tests {
             .decode(encoded.replace("\r\n", ""))
             .unwrap();
         assert_eq!(decoded, content);
+    }
+
+    #[test]
+    fn header_lines_stay_within_998_bytes() {
+        let long = "x".repeat(1500);
+        for (field, value) in [
+            ("subject", Value::str(long.clone())),
+            ("messageId", Value::str(long.clone())),
+            ("headers", Value::object([("X-Long", Value::str(long.clone()))])),
+            (
+                "from",
+                Value::object([
+                    ("name", Value::str(long.clone())),
+                    ("address", Value::str("a@example.com")),
+                ]),
+            ),
+        ] {
+            let err = build(Value::object([
+                ("to", Value::str("a@example.com")),
+                (field, value),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.code(), "EMESSAGE");
+            assert!(err.message().contains("998"), "{}", err.message());
+        }
+        let date = build(Value::object([
+            ("to", Value::str("a@example.com")),
+            ("date", Value::Date(253_402_300_800_000.0)),
+        ]));
+        assert_eq!(
+            date.unwrap_err().message(),
+            "message.date is not a date between 1970 and 9999"
+        );
     }
 
     #[test]

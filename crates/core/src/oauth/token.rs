@@ -95,7 +95,7 @@ struct ErrorBody {
 /// Parses the token endpoint's answer. `secret` is scrubbed from any text that is kept,
 /// in case a server echoes what it was sent.
 pub fn parse_token_response(status: u16, body: &[u8], secret: &Secret) -> Result<TokenGrant> {
-    let scrub = |text: &str| text.replace(secret.expose(), "<redacted>");
+    let scrub = |text: &str| scrub_secret(text, secret.expose());
     if (200..300).contains(&status) {
         let parsed: SuccessBody = serde_json::from_slice(body).map_err(|err| {
             Error::new(
@@ -178,6 +178,49 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// msal-node's bounds for a `Retry-After` on 429.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Removes `secret` from `text` in every form a server may echo it: as sent in the form
+/// body (percent-encoded, either hex case), JSON-escaped, or as is.
+pub fn scrub_secret(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return text.to_string();
+    }
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json.trim_matches('"');
+    let mut forms = vec![
+        secret.to_string(),
+        form.clone(),
+        form.to_lowercase(),
+        json.to_string(),
+    ];
+    // Longest first, so that a form containing another is removed whole.
+    forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+    forms.dedup();
+    let mut scrubbed = text.to_string();
+    for form in forms.iter().filter(|form| !form.is_empty()) {
+        scrubbed = replace_ignoring_hex_case(&scrubbed, form);
+    }
+    scrubbed
+}
+
+/// `text` with `needle` replaced by `<redacted>`; percent-escapes match in either case.
+fn replace_ignoring_hex_case(text: &str, needle: &str) -> String {
+    if !needle.contains('%') {
+        return text.replace(needle, "<redacted>");
+    }
+    let lower_text = text.to_ascii_lowercase();
+    let lower_needle = needle.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(found) = lower_text[from..].find(&lower_needle) {
+        out.push_str(&text[from..from + found]);
+        out.push_str("<redacted>");
+        from += found + lower_needle.len();
+    }
+    out.push_str(&text[from..]);
+    out
+}
 
 /// Asks for a token with the client_credentials grant, retrying transient failures with
 /// jittered exponential backoff. A 429 is returned at once, with its `Retry-After`.
@@ -344,6 +387,15 @@ mod tests {
         assert!(oauth.description.as_deref().unwrap().contains("Trace ID"));
         assert!(err.hint().unwrap().contains("Value"));
         assert!(err.is_permanent());
+    }
+
+    #[test]
+    fn an_echoed_secret_is_scrubbed_in_every_form() {
+        let secret = Secret::new("CANARY-secret~Zq9.x_7");
+        let body = br#"{"error":"invalid_request","error_description":"got client_secret=CANARY-secret%7EZq9.x_7 and CANARY-secret%7eZq9.x_7"}"#;
+        let err = parse_token_response(400, body, &secret).unwrap_err();
+        let shown = format!("{err:?}");
+        assert!(!shown.contains("Zq9"), "{shown}");
     }
 
     #[test]

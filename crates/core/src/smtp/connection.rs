@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use super::reply::{read_reply, refused, ReadFailure, Reply, Step};
 use super::xoauth2::{decode_challenge, xoauth2_initial_response};
-use crate::config::{Auth, TransportConfig};
+use crate::config::{is_hello_name, Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result, SmtpReply};
 use crate::log::Logger;
 use crate::message::{encode_base64_lines, MessageBody, OutgoingMessage, Segment, BASE64_LINE_INPUT};
@@ -92,6 +92,9 @@ pub struct SmtpConnection {
     /// `false` once the dialogue is in an unknown state: the connection must not be reused.
     usable: bool,
     messages_sent: usize,
+    /// While AUTH runs: the secret strings sent, removed from any reply that echoes them
+    /// (errors and the transcript show replies).
+    sent_secrets: Vec<Zeroizing<String>>,
 }
 
 impl SmtpConnection {
@@ -143,6 +146,7 @@ impl SmtpConnection {
             peer,
             usable: true,
             messages_sent: 0,
+            sent_secrets: Vec::new(),
         };
         let greeting =
             match tokio::time::timeout(config.timeouts.greeting, connection.read(Step::Greeting)).await {
@@ -236,10 +240,12 @@ impl SmtpConnection {
                 "refusing to authenticate over an unencrypted connection",
             ));
         }
-        match login {
+        let outcome = match login {
             Login::XOAuth2 { user, token } => self.auth_xoauth2(user, token).await,
             Login::Password { user, password } => self.auth_password(user, password).await,
-        }
+        };
+        self.sent_secrets.clear();
+        outcome
     }
 
     async fn auth_xoauth2(&mut self, user: &str, token: &Secret) -> Result<()> {
@@ -252,17 +258,16 @@ impl SmtpConnection {
             )
             .with_command(step.command()));
         }
-        let line = Zeroizing::new(format!(
-            "AUTH XOAUTH2 {}",
-            xoauth2_initial_response(user, token.expose()).as_str()
-        ));
+        let initial = xoauth2_initial_response(user, token.expose());
+        self.sent_secrets = vec![initial.clone(), Zeroizing::new(token.expose().to_string())];
+        let line = Zeroizing::new(format!("AUTH XOAUTH2 {}", initial.as_str()));
         let reply = self.command(step, &line, Some("AUTH XOAUTH2 <redacted>")).await?;
         if reply.code != 334 {
             return Ok(());
         }
         // A refused XOAUTH2 may come as a 334 challenge carrying a JSON error (Google's way);
         // the client answers with an empty line to receive the final 535.
-        let details = decode_challenge(&reply.lines.join(" "));
+        let details = self.scrub(decode_challenge(&reply.lines.join(" ")));
         let final_reply = match self.command(step, "", None).await {
             Err(err) => match err.reply() {
                 Some(reply) => reply.clone(),
@@ -291,7 +296,9 @@ impl SmtpConnection {
         if self.capabilities.offers_auth("PLAIN") {
             let step = Step::Auth("AUTH PLAIN");
             let credentials = Zeroizing::new(format!("\0{user}\0{}", password.expose()));
-            let line = Zeroizing::new(format!("AUTH PLAIN {}", STANDARD.encode(credentials.as_bytes())));
+            let encoded = Zeroizing::new(STANDARD.encode(credentials.as_bytes()));
+            self.sent_secrets = vec![encoded.clone(), Zeroizing::new(password.expose().to_string())];
+            let line = Zeroizing::new(format!("AUTH PLAIN {}", encoded.as_str()));
             self.command(step, &line, Some("AUTH PLAIN <redacted>")).await?;
             return Ok(());
         }
@@ -301,6 +308,7 @@ impl SmtpConnection {
             self.command(step, &STANDARD.encode(user), Some("<username redacted>"))
                 .await?;
             let encoded = Zeroizing::new(STANDARD.encode(password.expose()));
+            self.sent_secrets = vec![encoded.clone(), Zeroizing::new(password.expose().to_string())];
             self.command(step, &encoded, Some("<password redacted>")).await?;
             return Ok(());
         }
@@ -584,8 +592,26 @@ impl SmtpConnection {
             Ok(Err(failure)) => return Err(self.broken(step, describe_failure(&failure))),
             Err(_) => return Err(self.timed_out(step)),
         };
+        let reply = self.without_secrets(reply);
         self.logger.transcript(|| format!("S: {}", reply.to_smtp_reply()));
         Ok(reply)
+    }
+
+    /// A server that echoes what AUTH sent must not put it into errors or logs.
+    fn without_secrets(&self, mut reply: Reply) -> Reply {
+        if !self.sent_secrets.is_empty() {
+            reply.lines = reply.lines.into_iter().map(|line| self.scrub(line)).collect();
+        }
+        reply
+    }
+
+    fn scrub(&self, mut text: String) -> String {
+        for secret in self.sent_secrets.iter().filter(|s| !s.is_empty()) {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        text
     }
 
     fn broken(&mut self, step: Step, why: String) -> Error {
@@ -731,7 +757,7 @@ fn hello_name(config: &TransportConfig) -> String {
     hostname::get()
         .ok()
         .and_then(|name| name.into_string().ok())
-        .filter(|name| !name.is_empty() && name.is_ascii())
+        .filter(|name| is_hello_name(name))
         .unwrap_or_else(|| "[127.0.0.1]".to_string())
 }
 
