@@ -618,11 +618,13 @@ async fn attachment_part(item: &Field<'_>, streamed: &mut StreamedBodies) -> Res
         path.and_then(|p| std::path::Path::new(p).file_name())
             .map(|n| n.to_string_lossy().into_owned())
     });
-    let content_type = match item.child("contentType").optional_string()? {
-        Some(text) => ContentType::parse(text).map_err(|_| {
-            item.child("contentType")
-                .error(format!("is not a MIME type: {text:?}"))
-        })?,
+    let content_type_field = item.child("contentType");
+    let content_type = match content_type_field.optional_string()? {
+        Some(text) => {
+            content_type_field.check_header_text(text)?;
+            ContentType::parse(text)
+                .map_err(|_| content_type_field.error(format!("is not a MIME type: {text:?}")))?
+        }
         None => ContentType::parse(guess_content_type(filename.as_deref())).expect("known MIME types parse"),
     };
     let disposition_field = item.child("contentDisposition");
@@ -636,6 +638,7 @@ async fn attachment_part(item: &Field<'_>, streamed: &mut StreamedBodies) -> Res
         PartBody::new(content.to_vec())
     };
     if let Some(cid) = item.child("cid").optional_string()? {
+        item.child("cid").check_header_text(cid)?;
         let cid = cid
             .trim()
             .trim_start_matches('<')
