@@ -67,7 +67,8 @@ class Transport extends EventEmitter {
     const messageId = mail.message.messageId()
     mail.message.build((err, raw) => {
       if (err) return callback(err)
-      this.#track(this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to })).then(
+      const sending = settle(() => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to }))
+      this.#track(sending).then(
         (info) => callback(null, { ...info, envelope, messageId }),
         (sendErr) => callback(sendErr),
       )
