@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import { test } from 'node:test';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { CRASH_PATTERN } from './support/child.mjs';
 import { basicConfig, loadTransport, TEST_PASSWORD, TEST_USER, TRANSPORT_PATH } from './support/config.mjs';
 import { startEnv } from './support/env.mjs';
@@ -396,6 +397,17 @@ function runScript(script, env, { killAfterMs = 20000 } = {}) {
 test('a cron-style script with pool: true that never calls close() exits by itself within 5 s of the last send', T, async t => {
     const env = await startEnv();
     t.after(() => env.close());
+    // Count the QUITs the server receives: the idle pooled connection is sent QUIT when the
+    // child process exits (smtp-server has no command hook, so its dispatcher is wrapped).
+    const quits = [];
+    const onCommand = SMTPConnection.prototype._onCommand;
+    SMTPConnection.prototype._onCommand = function (command, callback) {
+        if (/^QUIT\b/i.test(command.toString())) quits.push(Date.now());
+        return onCommand.call(this, command, callback);
+    };
+    t.after(() => {
+        SMTPConnection.prototype._onCommand = onCommand;
+    });
     const script = `
         const { createTransport } = require(process.env.SMTP_OAUTH_TRANSPORT_PATH_FOR_CHILD);
         const config = JSON.parse(process.env.SMTP_OAUTH_TEST_CONFIG);
@@ -426,6 +438,7 @@ test('a cron-style script with pool: true that never calls close() exits by itse
     assert.ok(lingered < 5000, `the process lingered ${lingered} ms after its last send`);
     assert.equal(env.smtp.messages.length, 3);
     assert.equal(env.smtp.connections.length, 1, 'the three messages shared one pooled connection');
+    assert.equal(quits.length, 1, 'the idle pooled connection said QUIT when the process exited');
     assert.deepEqual(
         env.smtp.messages.map(m => m.parsed.messageId),
         sent.map(l => l.text.slice('SENT '.length))
