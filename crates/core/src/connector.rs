@@ -13,6 +13,8 @@ use crate::smtp::{Delivery, Login, SmtpConnection};
 
 pub struct Connector {
     pub(crate) config: TransportConfig,
+    /// Built once per transport, shared by every SMTP connection.
+    pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) logger: Logger,
     /// One per transport, shared by every send and connection (`None` without OAuth2).
     pub(crate) tokens: Option<Arc<TokenProvider>>,
@@ -69,7 +71,7 @@ impl Connector {
         let (user, tokens) = match (&self.config.auth, &self.tokens) {
             (Auth::OAuth2 { user, .. }, Some(tokens)) => (user, tokens),
             (Auth::Password { user, password }, _) => {
-                let mut connection = SmtpConnection::connect(&self.config, &self.logger).await?;
+                let mut connection = SmtpConnection::connect(&self.config, &self.tls, &self.logger).await?;
                 return match connection.authenticate(&Login::Password { user, password }).await {
                     Ok(()) => Ok(connection),
                     Err(err) => {
@@ -78,7 +80,7 @@ impl Connector {
                     }
                 };
             }
-            _ => return SmtpConnection::connect(&self.config, &self.logger).await,
+            _ => return SmtpConnection::connect(&self.config, &self.tls, &self.logger).await,
         };
         match self.connect_with_token(user, tokens).await {
             Err((err, Some(rejected))) if is_token_refusal(&err) => {
@@ -102,7 +104,7 @@ impl Connector {
         user: &str,
         tokens: &Arc<TokenProvider>,
     ) -> std::result::Result<SmtpConnection, (Error, Option<Arc<AccessToken>>)> {
-        let mut connection = SmtpConnection::connect(&self.config, &self.logger)
+        let mut connection = SmtpConnection::connect(&self.config, &self.tls, &self.logger)
             .await
             .map_err(|err| (err, None))?;
         let token = match tokens.token().await {

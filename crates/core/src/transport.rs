@@ -15,6 +15,7 @@ use crate::log::{LogSink, Logger};
 use crate::message::{build_message, raw_message, OutgoingMessage};
 use crate::oauth::{AccessToken, TokenListener, TokenProvider, TokenReport};
 use crate::pool::Pool;
+use crate::tls::rustls_client_config;
 
 /// What `sendMail` resolves with (nodemailer's `info`).
 #[derive(Debug, Clone)]
@@ -120,8 +121,10 @@ impl Transport {
         };
         let pool_options = config.pool;
         let max_retries = config.max_retries;
+        let tls = Arc::new(rustls_client_config(&config.tls)?);
         let connector = Arc::new(Connector {
             config,
+            tls,
             logger,
             tokens,
         });

@@ -27,7 +27,6 @@ use crate::error::{Error, ErrorKind, RejectedRecipient, Result, SmtpReply};
 use crate::log::Logger;
 use crate::message::{encode_base64_lines, MessageBody, OutgoingMessage, Segment, BASE64_LINE_INPUT};
 use crate::secret::Secret;
-use crate::tls::rustls_client_config;
 
 /// The credentials a connection authenticates with, as they are at this moment.
 pub enum Login<'a> {
@@ -101,7 +100,11 @@ impl SmtpConnection {
     /// Connects, reads the greeting, says EHLO and sets up TLS: implicit TLS when the
     /// config says `secure`, else STARTTLS, which is required whenever the config has
     /// credentials (a missing STARTTLS is an `ETLS` error, never a plaintext fallback).
-    pub async fn connect(config: &TransportConfig, logger: &Logger) -> Result<Self> {
+    pub async fn connect(
+        config: &TransportConfig,
+        tls: &Arc<rustls::ClientConfig>,
+        logger: &Logger,
+    ) -> Result<Self> {
         let peer = format!("{}:{}", config.host, config.port);
         let connecting = TcpStream::connect((config.host.as_str(), config.port));
         let tcp = match tokio::time::timeout(config.timeouts.connection, connecting).await {
@@ -133,7 +136,7 @@ impl SmtpConnection {
         logger.transcript(|| format!("connected to {peer}"));
 
         let stream = if config.implicit_tls {
-            Stream::Tls(Box::new(tls_handshake(tcp, config).await?))
+            Stream::Tls(Box::new(tls_handshake(tcp, config, tls).await?))
         } else {
             Stream::Plain(tcp)
         };
@@ -169,7 +172,7 @@ impl SmtpConnection {
         if !connection.encrypted {
             let needs_tls = !matches!(config.auth, Auth::None);
             if connection.capabilities.starttls {
-                connection.start_tls(config).await?;
+                connection.start_tls(config, tls).await?;
                 connection.ehlo(&hello).await?;
             } else if needs_tls {
                 connection.quit().await;
@@ -206,7 +209,11 @@ impl SmtpConnection {
         Ok(())
     }
 
-    async fn start_tls(&mut self, config: &TransportConfig) -> Result<()> {
+    async fn start_tls(
+        &mut self,
+        config: &TransportConfig,
+        tls_config: &Arc<rustls::ClientConfig>,
+    ) -> Result<()> {
         self.command(Step::StartTls, "STARTTLS", None).await?;
         // Bytes the server sent after its 220 but before the handshake would be read as if
         // they came over TLS: the classic STARTTLS injection. Refuse them.
@@ -223,7 +230,7 @@ impl SmtpConnection {
                 Error::new(ErrorKind::Tls, "the connection is already encrypted").with_command("STARTTLS")
             );
         };
-        let tls = tls_handshake(tcp, config)
+        let tls = tls_handshake(tcp, config, tls_config)
             .await
             .inspect_err(|_| self.usable = false)?;
         *self.stream.get_mut() = Stream::Tls(Box::new(tls));
@@ -761,8 +768,13 @@ fn hello_name(config: &TransportConfig) -> String {
         .unwrap_or_else(|| "[127.0.0.1]".to_string())
 }
 
-async fn tls_handshake(tcp: TcpStream, config: &TransportConfig) -> Result<TlsStream<TcpStream>> {
-    let tls_config = Arc::new(rustls_client_config(&config.tls)?);
+/// The handshake, with the transport's one TLS configuration (built once: its root store,
+/// and its session cache, which lets reconnects resume instead of a full handshake).
+async fn tls_handshake(
+    tcp: TcpStream,
+    config: &TransportConfig,
+    tls_config: &Arc<rustls::ClientConfig>,
+) -> Result<TlsStream<TcpStream>> {
     let server_name = config.tls_server_name();
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|err| {
         Error::new(
@@ -770,7 +782,7 @@ async fn tls_handshake(tcp: TcpStream, config: &TransportConfig) -> Result<TlsSt
             format!("invalid TLS server name {server_name:?}: {err}"),
         )
     })?;
-    let connector = tokio_rustls::TlsConnector::from(tls_config);
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls_config));
     match tokio::time::timeout(config.timeouts.connection, connector.connect(name, tcp)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) => Err(Error::new(
