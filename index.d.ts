@@ -13,24 +13,25 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeTransport {
   /**
    * Validates `config` (a TAS `mail.smtp` object) synchronously; throws `ECONFIG`
-   * naming the field. `defaults` are message fields used when a message lacks them.
+   * naming the field. `onComplete(id, error, info)` receives the outcome of every
+   * `sendMail`/`sendRaw`. `defaults` are message fields used when a message lacks them.
    * `onToken` is called (on the JS thread, without keeping the process alive) for each
    * new access token.
    */
-  constructor(config: object, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null, onLog?: ((record: LogRecord) => void) | undefined | null)
+  constructor(config: object, onComplete: (id: number, error: Error | null, info: SentMessageInfo | null) => void, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null, onLog?: ((record: LogRecord) => void) | undefined | null)
   /** Connects, starts TLS, gets a token, authenticates and quits. Resolves `true`. */
   verify(): Promise<true>
-  /** Builds and sends one message over a connection of its own. */
-  sendMail(message: object): Promise<SentMessageInfo>
+  /** Builds and sends one message; its outcome goes to `onComplete(id, error, info)`. */
+  sendMail(message: object, id: number): void
   /** The current access token (cached, or fetched now). */
   getAccessToken(): Promise<AccessTokenInfo>
   /** The current token's claims and the setup problems they show. */
   inspectToken(): Promise<TokenInspection>
   /**
    * Sends a message someone else built (nodemailer's plugin API): `raw` is the whole
-   * message, `envelope` its `{ from, to }`.
+   * message, `envelope` its `{ from, to }`; the outcome goes to `onComplete`.
    */
-  sendRaw(raw: Buffer | string, envelope: { from?: string | false; to: string[] }): Promise<SentMessageInfo>
+  sendRaw(raw: Buffer | string, envelope: { from?: string | false; to: string[] }, id: number): void
   /** nodemailer's `isIdle()`: no message waiting and a connection slot free. */
   isIdle(): boolean
   /**

@@ -11,6 +11,9 @@ const { version } = require('./package.json')
 class Transport extends EventEmitter {
   #native
   #summary
+  /** Sends in flight: id -> { resolve, reject }, settled by the native `onComplete`. */
+  #pending = new Map()
+  #nextId = 0
 
   /**
    * @param {object} config a TAS `mail.smtp` object
@@ -33,7 +36,11 @@ class Transport extends EventEmitter {
     const log = makeLogger(logger)
     const onLog = log ? ({ level, message }) => log[level](message) : undefined
     if (!log && isObject && config.tls && config.tls.rejectUnauthorized === false) warnInsecureOnce()
-    this.#native = new NativeTransport(passedConfig, defaults, onToken, onLog)
+    const onComplete = (id, error, info) => {
+      const transport = self.deref()
+      if (transport) transport.#complete(id, error, info)
+    }
+    this.#native = new NativeTransport(passedConfig, onComplete, defaults, onToken, onLog)
     // As nodemailer's pool: a pooled transport announces that it can take messages.
     if (nativeConfig.pool) setImmediate(() => this.isIdle() && this.emit('idle'))
     this.name = 'smtp-oauth-transport'
@@ -54,7 +61,7 @@ class Transport extends EventEmitter {
 
   /** Sends one message; resolves with nodemailer's `info`. */
   sendMail(message, callback) {
-    return settle(() => this.#track(this.#native.sendMail(message)), callback)
+    return settle(() => this.#track(this.#submit((id) => this.#native.sendMail(message, id))), callback)
   }
 
   /**
@@ -67,7 +74,7 @@ class Transport extends EventEmitter {
     const messageId = mail.message.messageId()
     mail.message.build((err, raw) => {
       if (err) return callback(err)
-      const sending = settle(() => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to }))
+      const sending = this.#submit((id) => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to }, id))
       this.#track(sending).then(
         (info) => callback(null, { ...info, envelope, messageId }),
         (sendErr) => callback(sendErr),
@@ -78,6 +85,31 @@ class Transport extends EventEmitter {
   /** nodemailer's `isIdle()`: `true` when a message would be sent without queueing. */
   isIdle() {
     return this.#native.isIdle()
+  }
+
+  // Starts a native send under a fresh id; its outcome arrives through `#complete`. While
+  // any send is pending, the transport is kept reachable and the process alive.
+  #submit(start) {
+    this.#nextId = (this.#nextId + 1) >>> 0
+    const id = this.#nextId
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject })
+      holdProcess(this)
+      try {
+        start(id)
+      } catch (err) {
+        this.#complete(id, err, null)
+      }
+    })
+  }
+
+  #complete(id, error, info) {
+    const pending = this.#pending.get(id)
+    if (!pending) return
+    this.#pending.delete(id)
+    if (this.#pending.size === 0) releaseProcess(this)
+    if (error) pending.reject(error)
+    else pending.resolve(info)
   }
 
   // After each send, tell listeners when the pool has room again (nodemailer's `idle`).
@@ -122,6 +154,25 @@ class Transport extends EventEmitter {
 
   [inspect.custom]() {
     return `Transport ${inspect(this.#summary)}`
+  }
+}
+
+// Native work does not hold Node's event loop; pending sends must. One timer, referenced
+// while any transport has a send in flight, does that (and the set keeps those transports
+// from being collected before their sends settle).
+const inFlight = new Set()
+let keepAlive = null
+
+function holdProcess(transport) {
+  inFlight.add(transport)
+  if (!keepAlive) keepAlive = setInterval(() => {}, 2 ** 30)
+}
+
+function releaseProcess(transport) {
+  inFlight.delete(transport)
+  if (inFlight.size === 0 && keepAlive) {
+    clearInterval(keepAlive)
+    keepAlive = null
   }
 }
 

@@ -10,8 +10,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use napi::bindgen_prelude::{Function, PromiseRaw, Unknown};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::bindgen_prelude::{FnArgs, Function, PromiseRaw, Unknown};
+use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Result, Status};
 use napi_derive::napi;
 use smtp_oauth_core::log::{Level, LogSink};
@@ -137,22 +137,44 @@ pub struct TokenInspection {
 pub struct NativeTransport {
     /// `None` once closed: dropping the core transport zeroes the secrets it holds.
     inner: Mutex<Option<Arc<Transport>>>,
+    /// Where finished sends are reported (`onComplete(id, error, info)`).
+    completions: Arc<CompletionChannel>,
 }
+
+/// One send's outcome, on its way to the JS thread.
+struct Completion {
+    id: u32,
+    outcome: std::result::Result<SentInfo, Error>,
+}
+
+/// One threadsafe function per transport for every send's outcome, instead of a promise
+/// (and with it a threadsafe function, a libuv handle) per message: outcomes queue and are
+/// delivered in batches. Weak: the JS side keeps the process alive while sends are pending.
+type CompletionChannel = ThreadsafeFunction<
+    Completion,
+    (),
+    FnArgs<(u32, Option<napi::Error>, Option<SentMessageInfo>)>,
+    Status,
+    false,
+    true,
+>;
 
 #[napi]
 impl NativeTransport {
     /// Validates `config` (a TAS `mail.smtp` object) synchronously; throws `ECONFIG`
-    /// naming the field. `defaults` are message fields used when a message lacks them.
+    /// naming the field. `onComplete(id, error, info)` receives the outcome of every
+    /// `sendMail`/`sendRaw`. `defaults` are message fields used when a message lacks them.
     /// `onToken` is called (on the JS thread, without keeping the process alive) for each
     /// new access token.
     #[napi(
         constructor,
         catch_unwind,
-        ts_args_type = "config: object, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null, onLog?: ((record: LogRecord) => void) | undefined | null"
+        ts_args_type = "config: object, onComplete: (id: number, error: Error | null, info: SentMessageInfo | null) => void, defaults?: object | undefined | null, onToken?: ((event: TokenEvent) => void) | undefined | null, onLog?: ((record: LogRecord) => void) | undefined | null"
     )]
     pub fn new(
         env: Env,
         config: Unknown,
+        on_complete: Function<u32, ()>,
         defaults: Option<Unknown>,
         on_token: Option<Function<TokenEvent, ()>>,
         on_log: Option<Function<LogRecord, ()>>,
@@ -180,8 +202,20 @@ impl NativeTransport {
         if transport.config().pool.is_some() {
             quit_pool_at_exit(&env, Arc::downgrade(&transport))?;
         }
+        let completions = on_complete
+            .build_threadsafe_function::<Completion>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(|ctx: ThreadsafeCallContext<Completion>| {
+                let Completion { id, outcome } = ctx.value;
+                Ok(FnArgs::from(match outcome {
+                    Ok(info) => (id, None, Some(SentMessageInfo::from(info))),
+                    Err(err) => (id, Some(to_js_error(&ctx.env, &err)), None),
+                }))
+            })?;
         Ok(NativeTransport {
             inner: Mutex::new(Some(transport)),
+            completions: Arc::new(completions),
         })
     }
 
@@ -196,27 +230,16 @@ impl NativeTransport {
         )
     }
 
-    /// Builds and sends one message over a connection of its own.
-    #[napi(
-        catch_unwind,
-        ts_args_type = "message: object",
-        ts_return_type = "Promise<SentMessageInfo>"
-    )]
-    pub fn send_mail<'env>(
-        &self,
-        env: &'env Env,
-        message: Unknown,
-    ) -> Result<PromiseRaw<'env, SentMessageInfo>> {
-        let message = to_value(env, message)?;
+    /// Builds and sends one message; its outcome goes to `onComplete(id, error, info)`.
+    #[napi(catch_unwind, ts_args_type = "message: object, id: number")]
+    pub fn send_mail(&self, env: Env, message: Unknown, id: u32) -> Result<()> {
+        let message = to_value(&env, message)?;
         let admitted = self.admit();
-        settle(
-            env,
-            async move {
-                let (transport, _admission) = admitted?;
-                transport.send(&message).await
-            },
-            |_, info| Ok(SentMessageInfo::from(info)),
-        )
+        self.complete_later(id, async move {
+            let (transport, _admission) = admitted?;
+            transport.send(&message).await
+        });
+        Ok(())
     }
 
     /// The current access token (cached, or fetched now).
@@ -260,28 +283,20 @@ impl NativeTransport {
     }
 
     /// Sends a message someone else built (nodemailer's plugin API): `raw` is the whole
-    /// message, `envelope` its `{ from, to }`.
+    /// message, `envelope` its `{ from, to }`; the outcome goes to `onComplete`.
     #[napi(
-        ts_args_type = "raw: Buffer | string, envelope: { from?: string | false; to: string[] }",
-        ts_return_type = "Promise<SentMessageInfo>"
+        catch_unwind,
+        ts_args_type = "raw: Buffer | string, envelope: { from?: string | false; to: string[] }, id: number"
     )]
-    pub fn send_raw<'env>(
-        &self,
-        env: &'env Env,
-        raw: Unknown,
-        envelope: Unknown,
-    ) -> Result<PromiseRaw<'env, SentMessageInfo>> {
-        let raw = to_value(env, raw)?;
-        let envelope = to_value(env, envelope)?;
+    pub fn send_raw(&self, env: Env, raw: Unknown, envelope: Unknown, id: u32) -> Result<()> {
+        let raw = to_value(&env, raw)?;
+        let envelope = to_value(&env, envelope)?;
         let admitted = self.admit();
-        settle(
-            env,
-            async move {
-                let (transport, _admission) = admitted?;
-                transport.send_raw(&raw, &envelope).await
-            },
-            |_, info| Ok(SentMessageInfo::from(info)),
-        )
+        self.complete_later(id, async move {
+            let (transport, _admission) = admitted?;
+            transport.send_raw(&raw, &envelope).await
+        });
+        Ok(())
     }
 
     /// nodemailer's `isIdle()`: no message waiting and a connection slot free.
@@ -310,6 +325,22 @@ impl NativeTransport {
             },
             |_, ()| Ok(()),
         )
+    }
+
+    /// Runs a send on napi's tokio runtime and reports its outcome through the completion
+    /// channel; a panic becomes an error outcome instead of unwinding into Node.
+    fn complete_later<F>(&self, id: u32, work: F)
+    where
+        F: Future<Output = std::result::Result<SentInfo, Error>> + Send + 'static,
+    {
+        let completions = Arc::clone(&self.completions);
+        napi::bindgen_prelude::spawn(async move {
+            let outcome = guarded(work).await;
+            completions.call(
+                Completion { id, outcome },
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
+        });
     }
 
     /// The transport and an admission for one send, taken synchronously on the JS thread so
@@ -397,6 +428,19 @@ fn epoch_ms(time: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Runs `work` as a task of its own, so that a panic in it is an error, not an unwind.
+async fn guarded<T: Send + 'static>(
+    work: impl Future<Output = std::result::Result<T, Error>> + Send + 'static,
+) -> std::result::Result<T, Error> {
+    match tokio::spawn(work).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::new(
+            ErrorKind::Protocol,
+            "internal error: the operation panicked (please report this bug)",
+        )),
+    }
+}
+
 /// Runs `work` on napi's tokio runtime and settles a promise with its outcome: `to_js`
 /// converts a success, [`to_js_error`] a failure. A panic inside `work` rejects the promise
 /// instead of unwinding into Node.
@@ -407,17 +451,8 @@ where
     F: Future<Output = std::result::Result<T, Error>> + Send + 'static,
     C: FnOnce(&Env, T) -> Result<V> + 'static,
 {
-    let guarded = async move {
-        let outcome = match tokio::spawn(work).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(Error::new(
-                ErrorKind::Protocol,
-                "internal error: the operation panicked (please report this bug)",
-            )),
-        };
-        Ok(outcome)
-    };
-    env.spawn_future_with_callback(guarded, move |env, outcome| match outcome {
+    let work = async move { Ok(guarded(work).await) };
+    env.spawn_future_with_callback(work, move |env, outcome| match outcome {
         Ok(value) => to_js(env, value),
         Err(err) => Err(to_js_error(env, &err)),
     })
