@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { makeExpiredPki, makeServerPki, makeUntrustedPki } from './support/certs.mjs';
 import { loadTransport, TEST_CLIENT_SECRET, TEST_USER, withoutPath } from './support/config.mjs';
-import { closeWithin, startEnv } from './support/env.mjs';
+import { closeWithin, setupTransport, startEnv } from './support/env.mjs';
 import { assertCode, assertNoSecrets, rejection, secretForms } from './support/errors.mjs';
 import { startHttpsTokenFront } from './support/https-token.mjs';
 import { CLOSE, SILENT, startScriptedSmtp } from './support/scripted-smtp.mjs';
@@ -43,12 +43,8 @@ async function assertHealthy() {
     assert.ok(heapUsed < 512 * 1024 * 1024, `heapUsed ${heapUsed}`);
 }
 
-async function setup(t, { token, smtp, config } = {}) {
-    const env = await startEnv({ token, smtp });
-    t.after(() => env.close());
-    const transport = env.track(createTransport(env.config({ ...FAST, ...config })));
-    return { env, transport };
-}
+const setup = (t, { config, ...servers } = {}) =>
+    setupTransport(t, createTransport, { ...servers, config: { ...FAST, ...config } });
 
 /** A scripted SMTP server (accepting the tokens of an env's token server) and a transport to it. */
 async function scripted(t, serverOpts = {}, config = {}) {

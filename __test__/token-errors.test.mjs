@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadTransport, TEST_CLIENT_SECRET, TEST_USER } from './support/config.mjs';
-import { startEnv } from './support/env.mjs';
+import { setupTransport } from './support/env.mjs';
 import { assertCode, assertNoSecrets, rejection, secretForms } from './support/errors.mjs';
 import { entraErrorBody, sendJson } from './support/token-server.mjs';
 import { sleep, sleepUntil, timed } from './support/wait.mjs';
@@ -13,12 +13,7 @@ import { sleep, sleepUntil, timed } from './support/wait.mjs';
 const { createTransport } = loadTransport();
 const T = { timeout: 20000 };
 
-async function setup(t, { token, smtp, config } = {}) {
-    const env = await startEnv({ token, smtp });
-    t.after(() => env.close());
-    const transport = env.track(createTransport(env.config(config)));
-    return { env, transport };
-}
+const setup = (t, options) => setupTransport(t, createTransport, options);
 
 const mail = n => ({ from: TEST_USER, to: 'rcpt@example.com', subject: `message ${n}`, text: `body ${n}` });
 const noSecret = err => assertNoSecrets(err, { 'client secret': secretForms(TEST_CLIENT_SECRET) });

@@ -4,19 +4,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadTransport, TEST_USER } from './support/config.mjs';
-import { startEnv } from './support/env.mjs';
+import { setupTransport } from './support/env.mjs';
 import { assertCode, rejection } from './support/errors.mjs';
 import { sleep, sleepUntil, timed, waitFor } from './support/wait.mjs';
 
 const { createTransport } = loadTransport();
 const T = { timeout: 30000 };
 
-async function setup(t, { token, smtp, config } = {}) {
-    const env = await startEnv({ token, smtp });
-    t.after(() => env.close());
-    const transport = env.track(createTransport(env.config(config)));
-    return { env, transport };
-}
+const setup = (t, options) => setupTransport(t, createTransport, options);
 
 const mail = n => ({ from: TEST_USER, to: 'rcpt@example.com', subject: `message ${n}`, text: `body ${n}` });
 

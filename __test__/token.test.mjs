@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadTransport, TEST_CLIENT_ID, TEST_CLIENT_SECRET, TEST_SCOPE, TEST_USER } from './support/config.mjs';
-import { startEnv } from './support/env.mjs';
+import { setupTransport } from './support/env.mjs';
 import { assertCode, assertNoSecrets, rejection, secretForms } from './support/errors.mjs';
 import { closedPort, entraErrorBody } from './support/token-server.mjs';
 
@@ -12,12 +12,7 @@ const T = { timeout: 20000 };
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
 /** A fresh token server + SMTP server + transport for one test, torn down after it. */
-async function setup(t, { token, smtp, config } = {}) {
-    const env = await startEnv({ token, smtp });
-    t.after(() => env.close());
-    const transport = env.track(createTransport(env.config(config)));
-    return { env, transport };
-}
+const setup = (t, options) => setupTransport(t, createTransport, options);
 
 const mail = n => ({ from: TEST_USER, to: 'rcpt@example.com', subject: `message ${n}`, text: `body ${n}` });
 

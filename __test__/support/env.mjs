@@ -84,3 +84,14 @@ export async function startEnv(opts = {}) {
         }
     };
 }
+
+/**
+ * startEnv() for the test `t` (closed after it) with one transport on it:
+ * `createTransport(env.config(config))`, closed before the servers.
+ */
+export async function setupTransport(t, createTransport, { token, smtp, config } = {}) {
+    const env = await startEnv({ token, smtp });
+    t.after(() => env.close());
+    const transport = env.track(createTransport(env.config(config)));
+    return { env, transport };
+}
