@@ -85,8 +85,9 @@ pub struct OAuth2Config {
     pub scope: String,
     /// The tenant tokens must come from: `tenantId`, or the tenant id in the token URL.
     pub tenant_id: Option<String>,
-    /// An explicit proxy for token requests (`HTTPS_PROXY`/`NO_PROXY` apply otherwise).
-    pub proxy: Option<reqwest::Url>,
+    /// An explicit proxy for token requests (`HTTPS_PROXY`/`NO_PROXY` apply otherwise). A
+    /// `Secret`: a proxy URL may carry a password.
+    pub proxy: Option<Secret>,
     /// How long before expiry a token is renewed (clamped for short-lived tokens).
     pub renew_before: Duration,
     /// The whole token request, connect to last byte.
@@ -310,9 +311,13 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
     };
     let proxy_field = field.child("proxy");
     let proxy = match proxy_field.optional_string()? {
-        Some(text) => Some(reqwest::Url::parse(text.trim()).map_err(|err| {
-            proxy_field.error(format!("must be a proxy URL such as http://proxy:3128 ({err})"))
-        })?),
+        Some(text) => {
+            // The parser's message never repeats the URL (which may hold a password).
+            reqwest::Url::parse(text.trim()).map_err(|err| {
+                proxy_field.error(format!("must be a proxy URL such as http://proxy:3128 ({err})"))
+            })?;
+            Some(Secret::new(text.trim()))
+        }
         None => None,
     };
     Ok(OAuth2Config {

@@ -46,8 +46,8 @@ impl TokenProvider {
             .connect_timeout(config.timeout)
             .http1_only();
         if let Some(proxy) = &config.proxy {
-            let proxy = reqwest::Proxy::all(proxy.clone())
-                .map_err(|err| Error::config(format!("mail.smtp.oauth2.proxy is not usable: {err}")))?;
+            let proxy = reqwest::Proxy::all(proxy.expose())
+                .map_err(|_| Error::config("mail.smtp.oauth2.proxy is not a usable proxy URL"))?;
             builder = builder.proxy(proxy);
         }
         let http = builder
