@@ -44,12 +44,16 @@ export async function startProxy(opts = {}) {
         socket.on('error', () => {});
     };
 
-    // Forwards `req` (body included) to a loopback origin and pipes the answer back.
-    function forward(req, res, origin, path) {
+    // Forwards `req` to a loopback origin and pipes the answer back. `body`, when given, is
+    // the request body already read from `req` (which can then not be piped again).
+    function forward(req, res, origin, path, body) {
         const target = new URL(path, origin);
         const headers = { ...req.headers, host: target.host };
         delete headers['proxy-connection'];
         delete headers['proxy-authorization'];
+        if (body) {
+            headers['content-length'] = String(body.length);
+        }
         const upstreamReq = http.request(
             { hostname: target.hostname, port: target.port, path: target.pathname + target.search, method: req.method, headers },
             upstreamRes => {
@@ -63,7 +67,11 @@ export async function startProxy(opts = {}) {
             }
             res.end(`test proxy: upstream failed: ${err.message}`);
         });
-        req.pipe(upstreamReq);
+        if (body) {
+            upstreamReq.end(body);
+        } else {
+            req.pipe(upstreamReq);
+        }
     }
 
     // What arrives inside a terminated ('mitm') tunnel.
@@ -85,23 +93,7 @@ export async function startProxy(opts = {}) {
                 res.writeHead(502, { 'Content-Type': 'text/plain' });
                 return res.end('test proxy: no upstream');
             }
-            // Re-send the buffered body: req has been consumed.
-            const target = new URL(req.url, opts.upstream);
-            const headers = { ...req.headers, host: target.host, 'content-length': String(body.length) };
-            const upstreamReq = http.request(
-                { hostname: target.hostname, port: target.port, path: target.pathname + target.search, method: req.method, headers },
-                upstreamRes => {
-                    res.writeHead(upstreamRes.statusCode, upstreamRes.headers);
-                    upstreamRes.pipe(res);
-                }
-            );
-            upstreamReq.on('error', err => {
-                if (!res.headersSent) {
-                    res.writeHead(502, { 'Content-Type': 'text/plain' });
-                }
-                res.end(`test proxy: upstream failed: ${err.message}`);
-            });
-            upstreamReq.end(body);
+            forward(req, res, opts.upstream, req.url, body);
         });
     });
 

@@ -768,8 +768,8 @@ fn hello_name(config: &TransportConfig) -> String {
         .unwrap_or_else(|| "[127.0.0.1]".to_string())
 }
 
-/// The handshake, with the transport's one TLS configuration (built once: its root store,
-/// and its session cache, which lets reconnects resume instead of a full handshake).
+/// The handshake, with the transport's one TLS configuration (built once, so its root store
+/// is not rebuilt for every connection).
 async fn tls_handshake(
     tcp: TcpStream,
     config: &TransportConfig,

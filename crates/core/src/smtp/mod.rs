@@ -12,4 +12,3 @@ mod reply;
 mod xoauth2;
 
 pub use connection::{Delivery, Login, SmtpConnection};
-pub use xoauth2::xoauth2_initial_response;
