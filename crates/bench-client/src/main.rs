@@ -9,14 +9,15 @@
 //!              --count 2000 --connections 3 [--host 127.0.0.1] [--servername localhost]
 //! ```
 //!
-//! Prints one JSON line: `{"messages":..,"connections":..,"elapsedMs":..,"perSecond":..}`.
+//! Prints one JSON line: `{"messages":..,"connections":..,"elapsedMs":..,"perSecond":..,"setupMs":..}`
+//! (`setupMs`: the slowest connection's connect-to-`235` time).
 
 #![deny(clippy::all)]
 
 use std::error::Error;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -151,9 +152,11 @@ impl Shared {
     }
 }
 
-/// One connection: set up, then send messages until none is left. Returns how many it sent.
-async fn connection(shared: Arc<Shared>) -> Result<usize, BoxError> {
+/// One connection: set up, then send messages until none is left. Returns how many it sent
+/// and how long the setup took (connect to `235` after AUTH).
+async fn connection(shared: Arc<Shared>) -> Result<(usize, Duration), BoxError> {
     let options = &shared.options;
+    let setup_started = Instant::now();
     let tcp = TcpStream::connect((options.host.as_str(), options.port)).await?;
     tcp.set_nodelay(true)?;
     let mut plain = BufReader::new(tcp);
@@ -171,6 +174,7 @@ async fn connection(shared: Arc<Shared>) -> Result<usize, BoxError> {
         235,
     )
     .await?;
+    let setup = setup_started.elapsed();
 
     let mut sent = 0;
     while shared.take() {
@@ -186,7 +190,7 @@ async fn connection(shared: Arc<Shared>) -> Result<usize, BoxError> {
     }
     command(&mut stream, "QUIT", 221).await?;
     let _ = stream.get_mut().shutdown().await;
-    Ok(sent)
+    Ok((sent, setup))
 }
 
 #[tokio::main]
@@ -220,15 +224,19 @@ async fn main() -> Result<(), BoxError> {
         .map(|_| tokio::spawn(connection(Arc::clone(&shared))))
         .collect();
     let mut messages = 0;
+    let mut slowest_setup = Duration::ZERO;
     for task in tasks {
-        messages += task.await??;
+        let (sent, setup) = task.await??;
+        messages += sent;
+        slowest_setup = slowest_setup.max(setup);
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "{{\"messages\":{messages},\"connections\":{},\"elapsedMs\":{:.1},\"perSecond\":{:.1}}}",
+        "{{\"messages\":{messages},\"connections\":{},\"elapsedMs\":{:.1},\"perSecond\":{:.1},\"setupMs\":{:.1}}}",
         shared.options.connections,
         elapsed * 1000.0,
-        messages as f64 / elapsed
+        messages as f64 / elapsed,
+        slowest_setup.as_secs_f64() * 1000.0
     );
     Ok(())
 }
