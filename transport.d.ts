@@ -87,7 +87,7 @@ export interface SmtpConfig {
   pool?: boolean
   /** With `pool`: at most this many connections (default 3 for `type: 'oauth2'`, Exchange's limit; else 5). */
   maxConnections?: number
-  /** With `pool`: messages per connection before it is replaced (default 100). */
+  /** With `pool`: messages per connection before it is replaced (default 100; `Infinity`: never, 1 to 1000000 otherwise). */
   maxMessages?: number
   /** With `pool`: an idle connection is closed with QUIT after this many ms (default 10000). */
   idleTimeout?: number

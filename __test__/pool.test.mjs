@@ -111,6 +111,15 @@ test('maxMessages 4, maxConnections 1: 10 messages use 3 connections (4 + 4 + 2)
     });
 });
 
+test('maxMessages Infinity, maxConnections 1: 150 messages (more than the default 100) use one connection', T, async t => {
+    const { env, transport } = await setup(t, { config: { pool: true, maxConnections: 1, maxMessages: Infinity } });
+    const batch = Array.from({ length: 150 }, () => message());
+    await Promise.all(batch.map(m => transport.sendMail(m)));
+
+    assert.equal(env.smtp.connections.length, 1);
+    assert.equal(env.smtp.received.length, 150);
+});
+
 test('without pool: one connection per message', T, async t => {
     const { env, transport } = await setup(t);
     for (let i = 0; i < 3; i++) {

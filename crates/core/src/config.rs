@@ -179,7 +179,7 @@ impl TransportConfig {
 /// Exchange Online allows 3 concurrent connections per mailbox; nodemailer's default is 5.
 const EXCHANGE_MAX_CONNECTIONS: u64 = 3;
 const DEFAULT_MAX_CONNECTIONS: u64 = 5;
-const DEFAULT_MAX_MESSAGES: u64 = 100;
+const DEFAULT_MAX_MESSAGES: usize = 100;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RATE_DELTA: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -196,10 +196,14 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
         .child("maxConnections")
         .optional_integer(1..=100)?
         .unwrap_or(default_connections);
-    let max_messages = root
-        .child("maxMessages")
-        .optional_integer(1..=1_000_000)?
-        .unwrap_or(DEFAULT_MAX_MESSAGES);
+    let max_messages_field = root.child("maxMessages");
+    let max_messages = match max_messages_field.value() {
+        // As in nodemailer, `maxMessages: Infinity` never replaces a connection.
+        Some(Value::Number(n)) if *n == f64::INFINITY => usize::MAX,
+        _ => max_messages_field
+            .optional_integer(1..=1_000_000)?
+            .map_or(DEFAULT_MAX_MESSAGES, |n| n as usize),
+    };
     let rate_limit = match root.child("rateLimit").optional_integer(1..=1_000_000)? {
         Some(limit) => Some((
             limit as usize,
@@ -209,7 +213,7 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     };
     Ok(Some(PoolOptions {
         max_connections: max_connections as usize,
-        max_messages: max_messages as usize,
+        max_messages,
         idle_timeout: timeout(&root.child("idleTimeout"), DEFAULT_IDLE_TIMEOUT)?,
         rate_limit,
     }))
@@ -605,6 +609,28 @@ mod tests {
         assert!(matches!(parsed.auth, Auth::Password { .. }));
         let missing = without(&without(&tas_config(), &["type"]), &["oauth2"]);
         assert_eq!(error_of(&missing), "mail.smtp.auth.pass is missing");
+    }
+
+    #[test]
+    fn max_messages_is_bounded_or_infinity() {
+        let pooled = set(&tas_config(), &["pool"], Value::Bool(true));
+        let max_messages = |value: Value| {
+            let config = set(&pooled, &["maxMessages"], value);
+            TransportConfig::from_value(&config, None).map(|c| c.pool.unwrap().max_messages)
+        };
+        assert_eq!(max_messages(Value::Null).unwrap(), DEFAULT_MAX_MESSAGES);
+        assert_eq!(max_messages(Value::Number(500.0)).unwrap(), 500);
+        assert_eq!(max_messages(Value::Number(f64::INFINITY)).unwrap(), usize::MAX);
+        for bad in [0.0, 1.5, f64::NEG_INFINITY, f64::NAN, 2e6] {
+            let message = max_messages(Value::Number(bad))
+                .unwrap_err()
+                .message()
+                .to_string();
+            assert!(
+                message.starts_with("mail.smtp.maxMessages must be a number between 1 and 1000000"),
+                "{bad}: {message}"
+            );
+        }
     }
 
     #[test]
