@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadTransport, tasConfig, TEST_CLIENT_SECRET, TEST_USER, withoutPath, withPath } from './support/config.mjs';
-import { startEnv } from './support/env.mjs';
+import { setupTransport } from './support/env.mjs';
 import { assertCode, assertNoSecrets, rejection, secretForms } from './support/errors.mjs';
 import { closedPort } from './support/token-server.mjs';
 
@@ -112,12 +112,7 @@ for (const url of [
 
 // --- message validation and header injection: these need the servers -------------
 
-async function setup(t) {
-    const env = await startEnv();
-    t.after(() => env.close());
-    const transport = env.track(createTransport(env.config()));
-    return { env, transport };
-}
+const setup = t => setupTransport(t, createTransport);
 
 for (const field of ['to', 'cc', 'bcc', 'from']) {
     test(`invalid address in ${field} -> EMESSAGE/EENVELOPE naming the field, no connection`, T, async t => {

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { basicConfig, loadTransport, TEST_USER, TRANSPORT_PATH } from './support/config.mjs';
-import { startEnv } from './support/env.mjs';
+import { setupTransport, startEnv } from './support/env.mjs';
 import { assertCode, rejection } from './support/errors.mjs';
 import { startScriptedSmtp } from './support/scripted-smtp.mjs';
 
@@ -26,12 +26,7 @@ const FAST = { connectionTimeout: 1500, greetingTimeout: 1500, socketTimeout: 15
 
 const base = { from: TEST_USER, to: 'rcpt@example.com', subject: 'input test', text: 'body' };
 
-async function setup(t, { smtp, config } = {}) {
-    const env = await startEnv({ smtp });
-    t.after(() => env.close());
-    const transport = env.track(createTransport(env.config({ ...FAST, ...config })));
-    return { env, transport };
-}
+const setup = (t, { smtp, config } = {}) => setupTransport(t, createTransport, { smtp, config: { ...FAST, ...config } });
 
 /** The header blocks of a raw message: the top one and those of every MIME part, unfolded lines kept as they are. */
 function headerLines(raw) {

@@ -3,13 +3,12 @@
 // nothing (or, with force, rejects what is still queued), isIdle()/'idle', and a process
 // that still exits by itself while pooled connections idle.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import { test } from 'node:test';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
-import { CRASH_PATTERN } from './support/child.mjs';
-import { basicConfig, loadTransport, TEST_PASSWORD, TEST_USER, TRANSPORT_PATH } from './support/config.mjs';
-import { startEnv } from './support/env.mjs';
+import { CRASH_PATTERN, runChild } from './support/child.mjs';
+import { basicConfig, loadTransport, TEST_PASSWORD, TEST_USER } from './support/config.mjs';
+import { setupTransport, startEnv } from './support/env.mjs';
 import { assertCode, rejection } from './support/errors.mjs';
 import { startSmtpServer } from './support/smtp-server.mjs';
 import { sleep, waitFor } from './support/wait.mjs';
@@ -47,12 +46,7 @@ function withTimeout(promise, ms, label) {
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-async function setup(t, { smtp = {}, token = {}, config = {} } = {}) {
-    const env = await startEnv({ smtp, token });
-    t.after(() => env.close());
-    const transport = env.track(createTransport(env.config(config)));
-    return { env, transport };
-}
+const setup = (t, options) => setupTransport(t, createTransport, options);
 
 test('maxConnections 3, 50 concurrent sends: each delivered exactly once, at most 3 connections, 1 token request', T, async t => {
     const { env, transport } = await setup(t, { config: { pool: true, maxConnections: 3 } });
@@ -366,43 +360,6 @@ test('5 s tokens over ~15 s of pooled sending: every AUTH used a live token, all
     assert.ok(requests < auths.length, `${requests} token requests for ${auths.length} connections`);
 });
 
-/** Runs `script` (CommonJS) in a new node process; resolves when it exits. */
-function runScript(script, env, { killAfterMs = 20000 } = {}) {
-    const proc = spawn(process.execPath, ['-e', script], {
-        env: { ...process.env, ...env, RUST_BACKTRACE: '1' },
-        stdio: ['ignore', 'pipe', 'pipe']
-    });
-    const lines = [];
-    let stdout = '';
-    let stderr = '';
-    let partial = '';
-    proc.stdout.setEncoding('utf8');
-    proc.stderr.setEncoding('utf8');
-    proc.stdout.on('data', chunk => {
-        stdout += chunk;
-        partial += chunk;
-        let nl;
-        while ((nl = partial.indexOf('\n')) >= 0) {
-            lines.push({ text: partial.slice(0, nl), at: Date.now() });
-            partial = partial.slice(nl + 1);
-        }
-    });
-    proc.stderr.on('data', chunk => {
-        stderr += chunk;
-    });
-    let killed = false;
-    const guard = setTimeout(() => {
-        killed = true;
-        proc.kill('SIGKILL');
-    }, killAfterMs);
-    return new Promise(resolve => {
-        proc.on('close', (code, signal) => {
-            clearTimeout(guard);
-            resolve({ code, signal, stdout, stderr, lines, killed, at: Date.now() });
-        });
-    });
-}
-
 test('a cron-style script with pool: true that never calls close() exits by itself within 5 s of the last send', T, async t => {
     const env = await startEnv();
     t.after(() => env.close());
@@ -417,31 +374,16 @@ test('a cron-style script with pool: true that never calls close() exits by itse
     t.after(() => {
         SMTPConnection.prototype._onCommand = onCommand;
     });
-    const script = `
-        const { createTransport } = require(process.env.SMTP_OAUTH_TRANSPORT_PATH_FOR_CHILD);
-        const config = JSON.parse(process.env.SMTP_OAUTH_TEST_CONFIG);
-        const transport = createTransport(config);
-        (async () => {
-            for (let i = 1; i <= 3; i++) {
-                const info = await transport.sendMail({ from: config.auth.user, to: 'rcpt@example.com', subject: 'cron ' + i, text: 'pooled cron ' + i });
-                process.stdout.write('SENT ' + info.messageId + '\\n');
-            }
-            // no close(): the pooled connection is left idle (idleTimeout is 10 s by default)
-        })().catch(err => {
-            process.stderr.write('SEND FAILED ' + err.code + ' ' + err.message + '\\n');
-            process.exitCode = 1;
-        });
-    `;
-    const result = await runScript(script, {
-        SMTP_OAUTH_TRANSPORT_PATH_FOR_CHILD: TRANSPORT_PATH,
-        SMTP_OAUTH_TEST_CONFIG: JSON.stringify(env.config({ pool: true }))
-    });
+    // Three sends one after another, no close(): the pooled connection is left idle
+    // (idleTimeout is 10 s by default).
+    const child = runChild('cron', env.config({ pool: true }), { args: ['3'], killAfterMs: 20000 });
+    const result = await child.exited;
 
     assert.equal(result.killed, false, `still running after 20 s, killed. stderr: ${result.stderr}`);
     assert.equal(result.signal, null, `ended by ${result.signal}. stderr: ${result.stderr}`);
     assert.equal(result.code, 0, `exit code ${result.code}. stderr: ${result.stderr}`);
     assert.doesNotMatch(result.stderr, CRASH_PATTERN);
-    const sent = result.lines.filter(l => l.text.startsWith('SENT '));
+    const sent = child.lines.filter(l => l.text.startsWith('SENT '));
     assert.equal(sent.length, 3, result.stdout);
     const lingered = result.at - sent.at(-1).at;
     assert.ok(lingered < 5000, `the process lingered ${lingered} ms after its last send`);
@@ -450,6 +392,6 @@ test('a cron-style script with pool: true that never calls close() exits by itse
     assert.equal(quits.length, 1, 'the idle pooled connection said QUIT when the process exited');
     assert.deepEqual(
         env.smtp.messages.map(m => m.parsed.messageId),
-        sent.map(l => l.text.slice('SENT '.length))
+        sent.map(l => JSON.parse(l.text.slice('SENT '.length)).messageId)
     );
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { test } from 'node:test';
 import { loadTransport, TEST_USER } from './support/config.mjs';
-import { startEnv } from './support/env.mjs';
+import { setupTransport } from './support/env.mjs';
 import { assertCode, rejection } from './support/errors.mjs';
 import { sleep } from './support/wait.mjs';
 
@@ -37,13 +37,7 @@ function arrivals(smtp, messageId) {
     return smtp.received.filter(r => r.messageId === messageId).length;
 }
 
-/** Starts servers with `smtp` options and a transport with `config` overrides. */
-async function setup(t, { smtp = {}, config = {} } = {}) {
-    const env = await startEnv({ smtp });
-    t.after(() => env.close());
-    const transport = env.track(createTransport(env.config(config)));
-    return { env, transport };
-}
+const setup = (t, options) => setupTransport(t, createTransport, options);
 
 for (const pool of [false, true]) {
     const mode = pool ? 'pooled' : 'one connection per message';

@@ -1,11 +1,12 @@
-// Child process used by lifecycle.test.mjs: a short-lived script the way TAS cron jobs
+// Child process used by lifecycle.test.mjs and pool.test.mjs: a short-lived script the way TAS cron jobs
 // use the package. CommonJS on purpose (that is how the package is consumed).
 //
-//   node [--expose-gc] child-send.cjs <mode>
+//   node [--expose-gc] child-send.cjs <mode> [count]
 //   env SMTP_OAUTH_TEST_CONFIG = JSON of config.mail.smtp
 //
 // Modes:
-//   cron      create a transport, send one message, print SENT, never call close()
+//   cron      create a transport, send `count` messages (default 1) one after another, print
+//             SENT {"messageId":...} for each, never call close()
 //   gc        send with a transport in a scope that ends, create a few more that are never
 //             used, drop everything, global.gc() a few times, print GC-DONE, exit naturally
 //   inflight  start a send, print STARTED, call process.exit(0) as soon as the parent
@@ -19,6 +20,7 @@ const { createTransport } = require(process.env.SMTP_OAUTH_TRANSPORT_PATH || pat
 
 const config = JSON.parse(process.env.SMTP_OAUTH_TEST_CONFIG);
 const mode = process.argv[2];
+const count = Number(process.argv[3] || 1);
 const message = n => ({
     from: config.auth.user,
     to: 'rcpt@example.com',
@@ -34,8 +36,14 @@ const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
 if (mode === 'cron') {
     const transport = createTransport(config);
-    transport.sendMail(message(1)).then(info => say(`SENT ${JSON.stringify({ messageId: info.messageId })}`), fail);
-    // no close(): the process must still end once there is nothing left to do
+    (async () => {
+        for (let n = 1; n <= count; n++) {
+            const info = await transport.sendMail(message(n));
+            say(`SENT ${JSON.stringify({ messageId: info.messageId })}`);
+        }
+    })().catch(fail);
+    // no close(): the process must still end once there is nothing left to do (with
+    // `pool: true`, its connection left idle)
 } else if (mode === 'gc') {
     (async () => {
         // The transport only lives inside this function.

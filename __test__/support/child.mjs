@@ -8,6 +8,7 @@ export const CHILD_SCRIPT = fileURLToPath(new URL('./child-send.cjs', import.met
  * @param {string} mode          'cron' | 'gc' | 'inflight' (see child-send.cjs)
  * @param {object} config        config.mail.smtp for the child
  * @param {object} [opts]
+ * @param {string[]} [opts.args]      after the mode, e.g. a message count for 'cron'
  * @param {string[]} [opts.nodeArgs]  e.g. ['--expose-gc']
  * @param {number} [opts.killAfterMs] SIGKILL the child if it is still running (default 15000)
  * @returns {{
@@ -17,8 +18,8 @@ export const CHILD_SCRIPT = fileURLToPath(new URL('./child-send.cjs', import.met
  *   exited: Promise<{ code: number|null, signal: string|null, stdout: string, stderr: string, at: number, killed: boolean }>
  * }}
  */
-export function runChild(mode, config, { nodeArgs = [], killAfterMs = 15000 } = {}) {
-    const proc = spawn(process.execPath, [...nodeArgs, CHILD_SCRIPT, mode], {
+export function runChild(mode, config, { args = [], nodeArgs = [], killAfterMs = 15000 } = {}) {
+    const proc = spawn(process.execPath, [...nodeArgs, CHILD_SCRIPT, mode, ...args], {
         env: { ...process.env, SMTP_OAUTH_TEST_CONFIG: JSON.stringify(config), RUST_BACKTRACE: '1' },
         stdio: ['pipe', 'pipe', 'pipe']
     });

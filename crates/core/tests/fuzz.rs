@@ -368,9 +368,12 @@ fn number_of(options: Vec<f64>) -> BoxedStrategy<Value> {
     select(options).prop_map(Value::Number).boxed()
 }
 
-/// An object of `fields`, plus a few random keys, in a random order.
-fn object(fields: Vec<BoxedStrategy<Option<(String, Value)>>>) -> BoxedStrategy<Value> {
-    (fields, vec((any_key(), any_leaf_or_value()), 0..3), any::<u64>())
+/// An object of `fields` (each present or not) plus the `extra` keys, in a random order.
+fn shuffled_object(
+    fields: Vec<BoxedStrategy<Option<(String, Value)>>>,
+    extra: BoxedStrategy<Vec<(String, Value)>>,
+) -> BoxedStrategy<Value> {
+    (fields, extra, any::<u64>())
         .prop_map(|(fields, extra, seed)| {
             let mut pairs: Vec<(String, Value)> = fields.into_iter().flatten().chain(extra).collect();
             let shift = (seed % pairs.len().max(1) as u64) as usize;
@@ -378,6 +381,11 @@ fn object(fields: Vec<BoxedStrategy<Option<(String, Value)>>>) -> BoxedStrategy<
             Value::Object(pairs)
         })
         .boxed()
+}
+
+/// An object of `fields`, plus a few random keys, in a random order.
+fn object(fields: Vec<BoxedStrategy<Option<(String, Value)>>>) -> BoxedStrategy<Value> {
+    shuffled_object(fields, vec((any_key(), any_leaf_or_value()), 0..3).boxed())
 }
 
 /// A TAS `mail.smtp` object: every real key, each good, random or absent; the secrets are
@@ -577,14 +585,7 @@ fn rare_field(
 
 /// An object of `fields` plus up to two keys no parser knows (ignored), in a random order.
 fn message_object(fields: Vec<BoxedStrategy<Option<(String, Value)>>>) -> BoxedStrategy<Value> {
-    (fields, vec(("x-[a-z]{1,8}", any_value()), 0..2), any::<u64>())
-        .prop_map(|(fields, extra, seed)| {
-            let mut pairs: Vec<(String, Value)> = fields.into_iter().flatten().chain(extra).collect();
-            let shift = (seed % pairs.len().max(1) as u64) as usize;
-            pairs.rotate_left(shift);
-            Value::Object(pairs)
-        })
-        .boxed()
+    shuffled_object(fields, vec(("x-[a-z]{1,8}", any_value()), 0..2).boxed())
 }
 
 /// A nodemailer message object: the real fields with hostile strings (injections, long
