@@ -3,6 +3,7 @@
 // server). With an untrusted or expired certificate no request should ever arrive:
 // `requests` stays empty and `tlsErrors` records the refused handshakes.
 import https from 'node:https';
+import { closerOf, listenOnLoopback, trackSockets } from './listen.mjs';
 
 /**
  * @param {object} tokenServer   from startTokenServer() (or env.token)
@@ -12,7 +13,6 @@ import https from 'node:https';
 export async function startHttpsTokenFront(tokenServer, pki) {
     const requests = [];
     const tlsErrors = [];
-    const sockets = new Set();
     const server = https.createServer({ key: pki.keyPem, cert: pki.certPem }, (req, res) => {
         const chunks = [];
         req.on('data', chunk => chunks.push(chunk));
@@ -24,23 +24,13 @@ export async function startHttpsTokenFront(tokenServer, pki) {
         });
     });
     server.on('tlsClientError', err => tlsErrors.push(err));
-    server.on('connection', socket => {
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise(resolve => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address();
+    const sockets = trackSockets(server);
+    const port = await listenOnLoopback(server);
     return {
         port,
         url: `https://127.0.0.1:${port}/${encodeURIComponent(tokenServer.tenant)}/oauth2/v2.0/token`,
         requests,
         tlsErrors,
-        close: () =>
-            new Promise(resolve => {
-                server.close(() => resolve());
-                for (const socket of sockets) {
-                    socket.destroy();
-                }
-            })
+        close: closerOf(server, sockets)
     };
 }

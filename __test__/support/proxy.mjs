@@ -12,6 +12,7 @@
 // Nothing here ever opens a connection to a non-loopback address.
 import http from 'node:http';
 import tls from 'node:tls';
+import { closerOf, listenOnLoopback } from './listen.mjs';
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
@@ -138,16 +139,9 @@ export async function startProxy(opts = {}) {
         secure.on('secure', () => inner.emit('connection', secure));
     });
 
-    await new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-            server.off('error', reject);
-            resolve();
-        });
-    });
-    const { port } = server.address();
+    const port = await listenOnLoopback(server);
+    const closeServer = closerOf(server, sockets);
 
-    let closed;
     return {
         url: `http://127.0.0.1:${port}`,
         port,
@@ -155,16 +149,8 @@ export async function startProxy(opts = {}) {
         forwarded,
         tunneled,
         close() {
-            if (!closed) {
-                closed = new Promise(resolve => {
-                    server.close(() => resolve());
-                    inner.close();
-                    for (const socket of sockets) {
-                        socket.destroy();
-                    }
-                });
-            }
-            return closed;
+            inner.close();
+            return closeServer();
         }
     };
 }

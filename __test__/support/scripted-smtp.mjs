@@ -21,6 +21,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { makeTestPki } from './certs.mjs';
+import { closerOf, listenOnLoopback } from './listen.mjs';
 
 /** Returned by a handler: send no reply at all (the client waits). */
 export const SILENT = Symbol('silent');
@@ -325,18 +326,11 @@ export async function startScriptedSmtp(opts = {}) {
         reply(conn, on.greeting ? on.greeting(conn) ?? defaults.greeting(conn) : defaults.greeting(conn));
     });
 
-    await new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-            server.off('error', reject);
-            resolve();
-        });
-    });
+    const port = await listenOnLoopback(server);
 
-    let closed;
     return {
         host: '127.0.0.1',
-        port: server.address().port,
+        port,
         connections,
         auths,
         messages,
@@ -345,17 +339,7 @@ export async function startScriptedSmtp(opts = {}) {
         },
         commands: () => connections.flatMap(c => c.commands.map(cmd => ({ ...cmd, conn: c.id }))),
         rawReceived: () => Buffer.concat(connections.flatMap(c => c.received)),
-        close() {
-            if (!closed) {
-                closed = new Promise(resolve => {
-                    server.close(() => resolve());
-                    for (const socket of sockets) {
-                        socket.destroy();
-                    }
-                });
-            }
-            return closed;
-        }
+        close: closerOf(server, sockets)
     };
 }
 

@@ -21,6 +21,7 @@ import { EventEmitter } from 'node:events';
 import { simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import { makeTestPki } from './certs.mjs';
+import { listenOnLoopback } from './listen.mjs';
 
 // unref: a held DATA reply must not keep the test process alive after close()
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms).unref());
@@ -383,14 +384,7 @@ export async function startSmtpServer(opts = {}) {
     const serverErrors = [];
     server.on('error', err => serverErrors.push(err));
 
-    await new Promise((resolve, reject) => {
-        server.server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-            server.server.off('error', reject);
-            resolve();
-        });
-    });
-    const { port } = server.server.address();
+    const port = await listenOnLoopback(server, server.server);
 
     let closed;
     return {

@@ -5,6 +5,7 @@
 // `{ error, error_description: "AADSTS...", error_codes: [...], ... }` on failure.
 import crypto from 'node:crypto';
 import http from 'node:http';
+import { closerOf, listenOnLoopback, trackSockets } from './listen.mjs';
 
 export const DEFAULT_TENANT = 'test-tenant';
 export const DEFAULT_SCOPE = 'https://outlook.office365.com/.default';
@@ -286,23 +287,10 @@ export async function startTokenServer(opts = {}) {
     });
 
     // Track sockets so close() can end keep-alive connections and never hangs the suite.
-    const sockets = new Set();
-    server.on('connection', socket => {
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-    });
-
-    await new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-            server.off('error', reject);
-            resolve();
-        });
-    });
-    const { port } = server.address();
+    const sockets = trackSockets(server);
+    const port = await listenOnLoopback(server);
     const origin = `http://127.0.0.1:${port}`;
 
-    let closed;
     return {
         url: `${origin}/${encodeURIComponent(tenant)}/oauth2/v2.0/token`,
         origin,
@@ -316,17 +304,7 @@ export async function startTokenServer(opts = {}) {
         setHandler(fn) {
             handler = fn || null;
         },
-        close() {
-            if (!closed) {
-                closed = new Promise(resolve => {
-                    server.close(() => resolve());
-                    for (const socket of sockets) {
-                        socket.destroy();
-                    }
-                });
-            }
-            return closed;
-        }
+        close: closerOf(server, sockets)
     };
 }
 
@@ -336,8 +314,7 @@ export async function startTokenServer(opts = {}) {
  */
 export async function closedPort() {
     const server = http.createServer();
-    await new Promise(resolve => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address();
+    const port = await listenOnLoopback(server);
     await new Promise(resolve => server.close(resolve));
     return port;
 }
