@@ -376,13 +376,19 @@ for (const [label, smtpOpts, configFor] of [
     });
 }
 
-test('rejectUnauthorized: false without a logger -> one process SecurityWarning, however many transports', T, async t => {
+/** Servers whose SMTP certificate no client trusts, and the process warnings during the test `t`. */
+async function untrustedServerAndWarnings(t) {
     const env = await startEnv({ smtp: { pki: makeUntrustedPki() } });
     t.after(() => env.close());
     const warnings = [];
     const onWarning = w => warnings.push(w);
     process.on('warning', onWarning);
     t.after(() => process.off('warning', onWarning));
+    return { env, warnings };
+}
+
+test('rejectUnauthorized: false without a logger -> one process SecurityWarning, however many transports', T, async t => {
+    const { env, warnings } = await untrustedServerAndWarnings(t);
     const config = env.config({ ...FAST, tls: { rejectUnauthorized: false } });
     const first = env.track(createTransport(config));
     const second = env.track(createTransport(config));
@@ -396,12 +402,7 @@ test('rejectUnauthorized: false without a logger -> one process SecurityWarning,
 });
 
 test('rejectUnauthorized: false with a logger -> delivered to an untrusted certificate, one logger.warn for the transport, no process warning', T, async t => {
-    const env = await startEnv({ smtp: { pki: makeUntrustedPki() } });
-    t.after(() => env.close());
-    const warnings = [];
-    const onWarning = w => warnings.push(w);
-    process.on('warning', onWarning);
-    t.after(() => process.off('warning', onWarning));
+    const { env, warnings } = await untrustedServerAndWarnings(t);
     const log = captureLogger();
     const transport = env.track(createTransport(env.config({ ...FAST, tls: { rejectUnauthorized: false }, logger: log.logger })));
     await transport.sendMail(mail('insecure a'));

@@ -37,29 +37,29 @@ export function merge(base, overrides) {
     return out;
 }
 
-/** A deep copy of `config` without the field at `path` ('oauth2.clientId'). */
-export function withoutPath(config, path) {
+/** A deep copy of `config` and, in it, the object holding the field at `path` ('oauth2.clientId'). */
+function copyToParent(config, path) {
     const copy = structuredClone(config);
     const keys = path.split('.');
     const last = keys.pop();
-    let obj = copy;
+    let parent = copy;
     for (const key of keys) {
-        obj = obj[key];
+        parent = parent[key];
     }
-    delete obj[last];
+    return { copy, parent, last };
+}
+
+/** A deep copy of `config` without the field at `path` ('oauth2.clientId'). */
+export function withoutPath(config, path) {
+    const { copy, parent, last } = copyToParent(config, path);
+    delete parent[last];
     return copy;
 }
 
 /** A deep copy of `config` with the field at `path` set to `value` (may be undefined). */
 export function withPath(config, path, value) {
-    const copy = structuredClone(config);
-    const keys = path.split('.');
-    const last = keys.pop();
-    let obj = copy;
-    for (const key of keys) {
-        obj = obj[key];
-    }
-    obj[last] = value;
+    const { copy, parent, last } = copyToParent(config, path);
+    parent[last] = value;
     return copy;
 }
 
