@@ -5,7 +5,7 @@
 
 const { EventEmitter } = require('node:events')
 const { inspect } = require('node:util')
-const { NativeTransport } = require('./index.js')
+const { NativeTransport } = require('./binding.js')
 const { version } = require('./package.json')
 
 class Transport extends EventEmitter {

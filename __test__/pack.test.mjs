@@ -111,7 +111,7 @@ describe('npm packages', () => {
 
     test('the main tarball holds the JavaScript, the types and the CLI, and no binary, tests or Rust', t => {
         t.diagnostic(`npm pack main ${timings.packMain} ms, platform ${timings.packPlatform} ms, npm install ${timings.install} ms`);
-        for (const file of ['package.json', 'transport.js', 'transport.d.ts', 'index.js', 'index.d.ts', 'README.md', 'LICENSE', 'CHANGELOG.md']) {
+        for (const file of ['package.json', 'transport.js', 'transport.d.ts', 'binding.js', 'index.js', 'index.d.ts', 'README.md', 'LICENSE', 'CHANGELOG.md']) {
             assert.ok(main.files.includes(file), `${file} is in the main tarball (has: ${main.files.join(', ')})`);
         }
         assert.ok(main.files.includes('bin/smtp-oauth-transport.js'), 'bin/ is in the main tarball');
@@ -207,6 +207,34 @@ console.log(JSON.stringify({ info, native, resolved: require.resolve('smtp-oauth
         const received = env.smtp.messages.slice(before);
         assert.equal(received.length, 1);
         assert.equal(received[0].parsed.subject, 'sent by import');
+    });
+
+    test('installed without the platform package (as with --omit=optional): require() names the platform, the supported ones and what to do', async () => {
+        const bare = path.join(tmp, 'bare-project');
+        fs.mkdirSync(bare);
+        const npmEnv = childEnv({ npm_config_cache: cache });
+        await npm(['init', '-y'], bare, npmEnv);
+        await npm(['install', '--offline', '--no-audit', '--no-fund', main.tarball], bare, npmEnv);
+        fs.writeFileSync(
+            path.join(bare, 'load.cjs'),
+            `try { require('smtp-oauth-transport'); console.log(JSON.stringify({ loaded: true })) }
+catch (err) { console.log(JSON.stringify({ code: err.code, message: err.message, platform: err.platform, supported: err.supportedPlatforms, cause: String(err.cause && err.cause.message) })) }
+`
+        );
+        const { stdout } = await run(process.execPath, ['load.cjs'], { cwd: bare, env: childEnv(), timeout: 30000 });
+        const result = JSON.parse(stdout);
+        assert.equal(result.code, 'ERR_SMTP_OAUTH_TRANSPORT_NO_BINARY', stdout);
+        assert.equal(result.platform, suffix);
+        assert.ok(result.message.includes(`${suffix}: platform ${process.platform}, architecture ${process.arch}`), result.message);
+        if (process.platform === 'linux') {
+            assert.match(result.message, /libc (glibc|musl)/);
+        }
+        assert.ok(result.supported.includes('linux-x64-gnu') && result.supported.includes('darwin-arm64'), result.supported);
+        assert.ok(result.message.includes(`Prebuilt binaries: ${result.supported.join(', ')}`), result.message);
+        assert.ok(result.message.includes('--omit=optional'), result.message);
+        assert.ok(result.message.includes(`${platformPackageName}`), result.message);
+        assert.ok(result.message.includes('npm run build'), result.message);
+        assert.match(result.cause, /^Cannot find native binding/, 'the loader\'s own error is kept as the cause');
     });
 
     test('the installed CLI runs the doctor against the local servers', async () => {
