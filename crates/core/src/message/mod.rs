@@ -1,0 +1,387 @@
+//! A nodemailer-style message object -> the MIME bytes and the SMTP envelope.
+//!
+//! Everything is checked before any connection is made: an invalid address, a header that
+//! cannot be encoded or an unreadable attachment fails the send with `EMESSAGE` naming the
+//! field, and nothing reaches the server.
+
+mod attachment;
+mod body;
+mod headers;
+mod raw;
+mod wire;
+
+use lettre::address::{Address, Envelope};
+use lettre::message::Mailbox;
+
+use crate::address::{parse_mailboxes, parse_single_mailbox};
+use crate::error::{Error, ErrorKind, Result};
+use crate::input::{Field, Value};
+
+use body::{body_part, Body};
+use headers::{angle_bracketed, custom_headers, date_field, priority_headers, string_list, text_field};
+pub use raw::raw_message;
+use wire::StreamedBodies;
+pub use wire::{encode_base64_lines, MessageBody, Segment, BASE64_LINE_INPUT};
+
+/// The path message errors start with.
+const MESSAGE_ROOT: &str = "message";
+
+/// A message ready for the wire.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// The `Message-ID` header, angle brackets included.
+    pub message_id: String,
+    /// MAIL FROM (`None` for the null sender `<>`).
+    pub envelope_from: Option<Address>,
+    /// RCPT TO, in order, without duplicates.
+    pub envelope_to: Vec<Address>,
+    /// The whole RFC 5322 message, not yet dot-stuffed.
+    pub body: MessageBody,
+}
+
+/// Builds `message`, taking absent fields from `defaults` (the 2nd argument of
+/// `createTransport`) and `from` finally from `auth_user`.
+pub async fn build_message(
+    message: &Value,
+    defaults: Option<&Value>,
+    auth_user: Option<&str>,
+) -> Result<OutgoingMessage> {
+    let merged = merge_defaults(message, defaults)?;
+    let root = Field::root(MESSAGE_ROOT, &merged, ErrorKind::Message);
+    let from = match parse_single_mailbox(&root.child("from"))? {
+        Some(from) => from,
+        None => match auth_user {
+            Some(user) => user.parse().map_err(|_| {
+                root.child("from").error(format!(
+                    "is missing, and auth.user {user:?} is not an address to fall back to"
+                ))
+            })?,
+            None => return Err(root.child("from").missing()),
+        },
+    };
+    let sender = parse_single_mailbox(&root.child("sender"))?;
+    let to = parse_mailboxes(&root.child("to"))?;
+    let cc = parse_mailboxes(&root.child("cc"))?;
+    let bcc = parse_mailboxes(&root.child("bcc"))?;
+    let reply_to = parse_mailboxes(&root.child("replyTo"))?;
+    let (envelope_from, envelope_to) = envelope(&root, &from, &sender, [&to, &cc, &bcc])?;
+
+    let mut builder = lettre::Message::builder().from(from);
+    if let Some(sender) = sender {
+        builder = builder.sender(sender);
+    }
+    for mailbox in to {
+        builder = builder.to(mailbox);
+    }
+    for mailbox in cc {
+        builder = builder.cc(mailbox);
+    }
+    for mailbox in bcc {
+        builder = builder.bcc(mailbox);
+    }
+    for mailbox in reply_to {
+        builder = builder.reply_to(mailbox);
+    }
+    if let Some(subject) = text_field(&root.child("subject"))? {
+        root.child("subject").check_header_text(&subject)?;
+        builder = builder.subject(subject);
+    }
+    let message_id = root.child("messageId").optional_string()?;
+    if let Some(id) = message_id {
+        root.child("messageId").check_header_text(id)?;
+    }
+    builder = builder.message_id(message_id.map(angle_bracketed));
+    if let Some(date) = date_field(&root.child("date"))? {
+        builder = builder.date(date);
+    }
+    if let Some(in_reply_to) = root.child("inReplyTo").optional_string()? {
+        root.child("inReplyTo").check_header_text(in_reply_to)?;
+        builder = builder.in_reply_to(angle_bracketed(in_reply_to));
+    }
+    let references = string_list(&root.child("references"))?;
+    for reference in &references {
+        root.child("references").check_header_text(reference)?;
+    }
+    if !references.is_empty() {
+        let ids: Vec<String> = references.iter().map(|r| angle_bracketed(r)).collect();
+        builder = builder.references(ids.join(" "));
+    }
+    for header in priority_headers(&root.child("priority"))? {
+        builder = builder.raw_header(header);
+    }
+    for header in custom_headers(&root.child("headers"))? {
+        builder = builder.raw_header(header);
+    }
+    let envelope = Envelope::new(envelope_from.clone(), envelope_to.clone())
+        .map_err(|err| Error::new(ErrorKind::Envelope, format!("invalid envelope: {err}")))?;
+    builder = builder.envelope(envelope);
+
+    let mut streamed = StreamedBodies::new();
+    let built = match body_part(&root, &mut streamed).await? {
+        Body::Single(part) => builder.singlepart(part),
+        Body::Multi(part) => builder.multipart(part),
+    }
+    .map_err(|err| Error::message_error(format!("the message cannot be built: {err}")))?;
+    let message_id = built
+        .headers()
+        .get_raw("Message-ID")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Ok(OutgoingMessage {
+        message_id,
+        envelope_from,
+        envelope_to,
+        body: streamed.into_body(built.formatted()),
+    })
+}
+
+/// nodemailer's rule: a field of the message wins over the same field of the defaults.
+fn merge_defaults(message: &Value, defaults: Option<&Value>) -> Result<Value> {
+    let Value::Object(fields) = message else {
+        return Err(Field::root(MESSAGE_ROOT, message, ErrorKind::Message).wrong_type("an object"));
+    };
+    let mut merged: Vec<(String, Value)> = match defaults {
+        Some(Value::Object(defaults)) => defaults.clone(),
+        Some(Value::Undefined | Value::Null) | None => Vec::new(),
+        Some(other) => return Err(Field::root("defaults", other, ErrorKind::Config).wrong_type("an object")),
+    };
+    for (key, value) in fields {
+        if matches!(value, Value::Undefined) {
+            continue;
+        }
+        match merged.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.clone(),
+            None => merged.push((key.clone(), value.clone())),
+        }
+    }
+    Ok(Value::Object(merged))
+}
+
+/// MAIL FROM and RCPT TO: `envelope` when given, else `sender` or `from`, and every
+/// To, Cc and Bcc address once.
+fn envelope(
+    root: &Field,
+    from: &Mailbox,
+    sender: &Option<Mailbox>,
+    lists: [&Vec<Mailbox>; 3],
+) -> Result<(Option<Address>, Vec<Address>)> {
+    let custom = root.child("envelope");
+    custom.optional_object()?;
+    let envelope_from = match parse_single_mailbox(&custom.child("from"))? {
+        Some(mailbox) => mailbox.email,
+        None => sender.as_ref().unwrap_or(from).email.clone(),
+    };
+    let mut recipients: Vec<Address> = match custom.child("to").is_present() {
+        true => parse_mailboxes(&custom.child("to"))?
+            .into_iter()
+            .map(|m| m.email)
+            .collect(),
+        false => lists.into_iter().flatten().map(|m| m.email.clone()).collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    recipients.retain(|address| seen.insert(address.to_string().to_lowercase()));
+    if recipients.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Envelope,
+            "no recipients defined: set message.to, cc or bcc",
+        ));
+    }
+    Ok((Some(envelope_from), recipients))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::ByteBuf;
+    use base64::Engine;
+    use headers::chrono_free_rfc2822;
+    use std::time::UNIX_EPOCH;
+
+    fn build(message: Value) -> Result<OutgoingMessage> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(build_message(&message, None, Some("tas@contoso.com")))
+    }
+
+    fn text(message: &OutgoingMessage) -> String {
+        String::from_utf8_lossy(&message.body.to_vec()).into_owned()
+    }
+
+    #[test]
+    fn bcc_is_in_the_envelope_only() {
+        let message = build(Value::object([
+            ("to", Value::str("a@example.com")),
+            ("bcc", Value::str("hidden@example.com")),
+            ("subject", Value::str("hi")),
+            ("text", Value::str("body")),
+        ]))
+        .unwrap();
+        assert_eq!(
+            message.envelope_from.as_ref().unwrap().to_string(),
+            "tas@contoso.com"
+        );
+        let to: Vec<_> = message.envelope_to.iter().map(|a| a.to_string()).collect();
+        assert_eq!(to, ["a@example.com", "hidden@example.com"]);
+        assert!(!text(&message).contains("hidden@example.com"));
+        assert!(message.message_id.starts_with('<') && message.message_id.ends_with('>'));
+    }
+
+    #[test]
+    fn line_breaks_cannot_inject_headers() {
+        let message = build(Value::object([
+            ("to", Value::str("a@example.com")),
+            ("subject", Value::str("hi\r\nBcc: evil@example.com")),
+            (
+                "headers",
+                Value::object([("X-Test", Value::str("v\r\nX-Evil: 1"))]),
+            ),
+        ]))
+        .unwrap();
+        let raw = text(&message);
+        assert!(!raw.contains("\r\nBcc:"), "{raw}");
+        assert!(!raw.contains("\r\nX-Evil:"), "{raw}");
+    }
+
+    #[test]
+    fn missing_recipients_and_bad_fields() {
+        let err = build(Value::object([("subject", Value::str("x"))])).unwrap_err();
+        assert_eq!(err.code(), "EENVELOPE");
+        let err = build(Value::object([
+            ("to", Value::str("a@b.c")),
+            ("subject", Value::Bool(true)),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.message(), "message.subject must be a string, got true");
+        let err = build(Value::object([
+            ("to", Value::str("a@b.c")),
+            (
+                "attachments",
+                Value::Array(vec![Value::object([(
+                    "path",
+                    Value::str("/nonexistent/file.pdf"),
+                )])]),
+            ),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.message()
+                .starts_with(r#"message.attachments[0].path cannot be read: "/nonexistent/file.pdf""#),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn envelope_override_and_dedup() {
+        let message = build(Value::object([
+            ("to", Value::str("a@example.com, A@example.com")),
+            (
+                "envelope",
+                Value::object([
+                    ("from", Value::str("bounce@example.com")),
+                    ("to", Value::str("x@example.com")),
+                ]),
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(message.envelope_from.unwrap().to_string(), "bounce@example.com");
+        assert_eq!(message.envelope_to.len(), 1);
+    }
+
+    #[test]
+    fn raw_messages_keep_their_bytes_and_id() {
+        let raw = Value::str("Message-ID:\r\n <abc@example.com>\r\nSubject: x\r\n\r\nbody\r\n");
+        let envelope = Value::object([
+            ("from", Value::str("a@example.com")),
+            ("to", Value::Array(vec![Value::str("b@example.com")])),
+        ]);
+        let message = raw_message(&raw, &envelope).unwrap();
+        assert_eq!(message.message_id, "<abc@example.com>");
+        assert!(message.body.to_vec().ends_with(b"body\r\n"));
+        let no_rcpt = Value::object([("from", Value::str("a@example.com"))]);
+        assert_eq!(raw_message(&raw, &no_rcpt).unwrap_err().code(), "EENVELOPE");
+    }
+
+    #[test]
+    fn large_attachments_are_streamed_as_base64_lines() {
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let message = build(Value::object([
+            ("to", Value::str("a@example.com")),
+            ("text", Value::str("see attached")),
+            (
+                "attachments",
+                Value::Array(vec![Value::object([
+                    ("filename", Value::str("data.bin")),
+                    ("content", Value::Bytes(ByteBuf::from(content.clone()))),
+                ])]),
+            ),
+        ]))
+        .unwrap();
+        assert!(message
+            .body
+            .segments()
+            .iter()
+            .any(|s| matches!(s, Segment::Base64(_))));
+        let wire = message.body.to_vec();
+        assert_eq!(wire.len(), message.body.len());
+        let raw = String::from_utf8(wire).unwrap();
+        let start = raw
+            .find("\r\n\r\n")
+            .map(|_| raw.rfind("Content-Transfer-Encoding: base64\r\n\r\n").unwrap())
+            .unwrap();
+        let encoded: String = raw[start..]
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap()
+            .split("\r\n--")
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(encoded.split("\r\n").all(|line| line.len() <= 76));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.replace("\r\n", ""))
+            .unwrap();
+        assert_eq!(decoded, content);
+    }
+
+    #[test]
+    fn header_lines_stay_within_998_bytes() {
+        let long = "x".repeat(1500);
+        for (field, value) in [
+            ("subject", Value::str(long.clone())),
+            ("messageId", Value::str(long.clone())),
+            ("headers", Value::object([("X-Long", Value::str(long.clone()))])),
+            (
+                "from",
+                Value::object([
+                    ("name", Value::str(long.clone())),
+                    ("address", Value::str("a@example.com")),
+                ]),
+            ),
+        ] {
+            let err = build(Value::object([
+                ("to", Value::str("a@example.com")),
+                (field, value),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.code(), "EMESSAGE");
+            assert!(err.message().contains("998"), "{}", err.message());
+        }
+        let date = build(Value::object([
+            ("to", Value::str("a@example.com")),
+            ("date", Value::Date(253_402_300_800_000.0)),
+        ]));
+        assert_eq!(
+            date.unwrap_err().message(),
+            "message.date is not a date between 1970 and 9999"
+        );
+    }
+
+    #[test]
+    fn iso_dates() {
+        let date = chrono_free_rfc2822("2026-01-02T03:04:05.000Z").unwrap();
+        assert_eq!(date.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_767_323_045);
+    }
+}
