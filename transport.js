@@ -5,12 +5,13 @@
 
 const { EventEmitter } = require('node:events')
 const { inspect } = require('node:util')
-const { NativeTransport } = require('./binding.js')
+const { NativeTransport, nameWarnings } = require('./binding.js')
 const { version } = require('./package.json')
 
 class Transport extends EventEmitter {
   #native
   #summary
+  #log
   /** Sends in flight: id -> { resolve, reject }, settled by the native `onComplete`. */
   #pending = new Map()
   #nextId = 0
@@ -34,6 +35,8 @@ class Transport extends EventEmitter {
     const { logger, ...nativeConfig } = isObject ? config : { logger: undefined }
     const passedConfig = isObject ? nativeConfig : config
     const log = makeLogger(logger)
+    this.#log = log
+    if (isObject) warnUnknownConfigNames(config, log)
     const onLog = log ? ({ level, message }) => log[level](message) : undefined
     if (!log && isObject && config.tls && config.tls.rejectUnauthorized === false) warnInsecureOnce()
     const onComplete = (id, error, info) => {
@@ -61,7 +64,14 @@ class Transport extends EventEmitter {
 
   /** Sends one message; resolves with nodemailer's `info`. */
   sendMail(message, callback) {
-    return settle(() => this.#track(this.#submit((id) => this.#native.sendMail(message, id))), callback)
+    return settle(() => {
+      warnUnknownMessageNames(message, this.#log)
+      const prepared = prepareMessage(message)
+      // Without streams the message is handed over now, so that close() right after
+      // sendMail() waits for it; with streams, once they are read.
+      const send = (ready) => this.#track(this.#submit((id) => this.#native.sendMail(ready, id)))
+      return prepared.streams.length === 0 ? send(prepared.message) : readStreams(prepared).then(send)
+    }, callback)
   }
 
   /**
@@ -204,6 +214,108 @@ function warnInsecureOnce() {
   if (warnedInsecure) return
   warnedInsecure = true
   process.emitWarning('smtp-oauth-transport: tls.rejectUnauthorized is false, certificates are not verified', 'SecurityWarning')
+}
+
+// What the native side cannot take as it is, made plain here: Readable streams are read
+// into Buffers (the MIME builder needs each part's bytes, and a stream may be consumed only
+// once, so reading it here keeps a failed send from leaving a half-read stream behind),
+// date strings become Dates as JavaScript parses them (as `new Date(text)`), and
+// normalizeHeaderKey (a function) renames the custom headers. The caller's object is not
+// changed.
+function prepareMessage(message) {
+  const streams = []
+  if (message === null || typeof message !== 'object' || Array.isArray(message)) return { message, streams }
+  const prepared = { ...message }
+  if (typeof prepared.date === 'string') {
+    const parsed = new Date(prepared.date)
+    // An unparseable string goes on as it is: the native side names it.
+    if (!Number.isNaN(parsed.getTime())) prepared.date = parsed
+  }
+  if (typeof prepared.normalizeHeaderKey === 'function' && isPlainObject(prepared.headers)) {
+    const normalize = prepared.normalizeHeaderKey
+    prepared.headers = Object.fromEntries(
+      Object.entries(prepared.headers).map(([key, value]) => [String(normalize(key, value) || key), value]),
+    )
+  }
+  delete prepared.normalizeHeaderKey
+  // Each stream found: the object holding it, the key, and the field path for errors.
+  const collect = (holder, key, path) => {
+    if (isStream(holder[key])) streams.push({ holder, key, path })
+  }
+  const collectContent = (holder, key, path) => {
+    collect(holder, key, path)
+    if (isPlainObject(holder[key]) && (isStream(holder[key].content) || isStream(holder[key].raw))) {
+      holder[key] = { ...holder[key] }
+      collect(holder[key], 'content', `${path}.content`)
+      collect(holder[key], 'raw', `${path}.raw`)
+    }
+  }
+  for (const key of ['text', 'html', 'watchHtml', 'amp', 'raw', 'icalEvent']) collectContent(prepared, key, `message.${key}`)
+  for (const key of ['attachments', 'alternatives']) {
+    if (Array.isArray(prepared[key])) {
+      prepared[key] = [...prepared[key]]
+      prepared[key].forEach((_, index) => collectContent(prepared[key], index, `message.${key}[${index}]`))
+    }
+  }
+  return { message: prepared, streams }
+}
+
+/** Reads every stream of a prepared message into a Buffer; resolves the message. */
+async function readStreams({ message, streams }) {
+  for (const { holder, key, path } of streams) holder[key] = await readStream(holder[key], path)
+  return message
+}
+
+function isStream(value) {
+  return value !== null && typeof value === 'object' && typeof value.pipe === 'function' && typeof value.on === 'function'
+}
+
+function isPlainObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !Buffer.isBuffer(value) && !isStream(value)
+}
+
+/** A Readable's bytes as one Buffer; a stream that fails is EMESSAGE naming the field. */
+async function readStream(value, path) {
+  const chunks = []
+  try {
+    for await (const chunk of value) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)
+  } catch (err) {
+    const error = new Error(`${path} is a stream that failed: ${err && err.message ? err.message : String(err)}`)
+    error.code = 'EMESSAGE'
+    error.permanent = true
+    error.cause = err
+    throw error
+  }
+  return Buffer.concat(chunks)
+}
+
+// Unknown names: each is told once per process, through the logger and process.emitWarning.
+const warnedNames = new Set()
+
+function emitNameWarnings(scope, names, log) {
+  const fresh = names.filter((name) => !warnedNames.has(`${scope}:${name}`))
+  if (fresh.length === 0) return
+  for (const { name, text } of nameWarnings(scope, fresh)) {
+    warnedNames.add(`${scope}:${name}`)
+    const message = `smtp-oauth-transport: ${text}`
+    if (log) log.warn(message)
+    process.emitWarning(message, 'SmtpOAuthTransportWarning')
+  }
+  for (const name of fresh) warnedNames.add(`${scope}:${name}`)
+}
+
+function warnUnknownConfigNames(config, log) {
+  emitNameWarnings('config', Object.keys(config), log)
+  if (isPlainObject(config.oauth2)) emitNameWarnings('oauth2', Object.keys(config.oauth2), log)
+  if (isPlainObject(config.tls)) emitNameWarnings('tls', Object.keys(config.tls), log)
+}
+
+function warnUnknownMessageNames(message, log) {
+  if (!isPlainObject(message)) return
+  emitNameWarnings('message', Object.keys(message), log)
+  for (const item of [].concat(message.attachments || [])) {
+    if (isPlainObject(item)) emitNameWarnings('attachment', Object.keys(item), log)
+  }
 }
 
 // nodemailer's convention: with a callback, call it and return undefined; without, a promise.

@@ -457,3 +457,27 @@ where
         Err(err) => Err(to_js_error(env, &err)),
     })
 }
+
+/// One warning about a name a message or config uses (see the core's `known_names`).
+#[napi(object)]
+pub struct NameWarning {
+    /// The name as given.
+    pub name: String,
+    /// What to tell the caller, with the closest known name when there is one.
+    pub text: String,
+}
+
+/// Warnings for the names in `names` that `scope` (`message`, `attachment`, `config`,
+/// `oauth2`, `tls`) does not know or does not act on.
+#[napi]
+pub fn name_warnings(scope: String, names: Vec<String>) -> Result<Vec<NameWarning>> {
+    let scope = smtp_oauth_core::known_names::NameScope::parse(&scope)
+        .ok_or_else(|| napi::Error::new(Status::InvalidArg, format!("unknown name scope {scope:?}")))?;
+    Ok(smtp_oauth_core::known_names::name_warnings(scope, &names)
+        .into_iter()
+        .map(|warning| NameWarning {
+            name: warning.name,
+            text: warning.text,
+        })
+        .collect())
+}

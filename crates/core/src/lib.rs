@@ -11,6 +11,7 @@ pub mod connector;
 pub mod error;
 pub mod hints;
 pub mod input;
+pub mod known_names;
 pub mod log;
 pub mod message;
 pub mod oauth;

@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lettre::message::header::{HeaderName, HeaderValue};
 
+use super::mime::{header, text_header};
 use crate::error::Result;
 use crate::input::{Field, Value};
 
@@ -93,10 +94,6 @@ pub(super) fn priority_headers(field: &Field) -> Result<Vec<HeaderValue>> {
     ])
 }
 
-pub(super) fn header(name: &'static str, value: &str) -> HeaderValue {
-    HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_string())
-}
-
 /// `headers`: `{ 'X-Name': 'value' | ['v1', 'v2'] }` or `[{ key, value }]`.
 pub(super) fn custom_headers(field: &Field) -> Result<Vec<HeaderValue>> {
     let mut pairs: Vec<(String, Field)> = Vec::new();
@@ -133,8 +130,164 @@ pub(super) fn custom_headers(field: &Field) -> Result<Vec<HeaderValue>> {
             };
             // HeaderValue::new encodes line breaks (RFC 2047), so a value cannot start a new header.
             value.check_header_text(&text)?;
-            headers.push(HeaderValue::new(header_name.clone(), text));
+            headers.push(text_header(header_name.clone(), text));
         }
     }
     Ok(headers)
+}
+
+/// `headers` of a part (attachment, alternative): as the message's `headers`.
+pub(super) fn part_headers(field: &Field) -> Result<Vec<HeaderValue>> {
+    let headers = custom_headers(field)?;
+    for value in &headers {
+        if ["content-type", "content-transfer-encoding"]
+            .contains(&value_name(value).to_ascii_lowercase().as_str())
+        {
+            return Err(field.error(format!(
+                "sets {}: use contentType / contentTransferEncoding instead",
+                value_name(value)
+            )));
+        }
+    }
+    Ok(headers)
+}
+
+/// The name of a header, as given.
+pub(super) fn value_name(value: &HeaderValue) -> String {
+    let mut headers = lettre::message::header::Headers::new();
+    headers.insert_raw(value.clone());
+    let line = headers.to_string();
+    line.split(':').next().unwrap_or_default().to_string()
+}
+
+/// `xMailer`: a string sets `X-Mailer`; `false` (or absent) sends none, as nodemailer.
+pub(super) fn x_mailer(field: &Field) -> Result<Option<HeaderValue>> {
+    match field.value() {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
+        Some(Value::String(text)) if text.is_empty() => Ok(None),
+        Some(Value::String(text)) => {
+            field.check_header_text(text)?;
+            Ok(Some(header("X-Mailer", text)))
+        }
+        Some(_) => Err(field.wrong_type("a string or false")),
+    }
+}
+
+/// `list`: `{ help, unsubscribe, subscribe, post, owner, archive, id, ... }`, each a URL,
+/// `{ url, comment }`, or an array of those (an inner array is one header with several
+/// URLs), as nodemailer writes List-* headers. `unsubscribePost` (or `unsubscribe-post`)
+/// gives `List-Unsubscribe-Post` with its value as it is (one-click unsubscribe, RFC 8058),
+/// where nodemailer would format that value as a URL.
+pub(super) fn list_headers(field: &Field) -> Result<Vec<HeaderValue>> {
+    let Some(Value::Object(entries)) = field.optional_object()? else {
+        return Ok(Vec::new());
+    };
+    let mut headers = Vec::new();
+    for (key, _) in entries {
+        let entry = field.child(key);
+        if ["unsubscribepost", "unsubscribe-post"].contains(&key.trim().to_ascii_lowercase().as_str()) {
+            // One-click unsubscribe (RFC 8058) takes a fixed value, not a URL.
+            let value = entry.string()?;
+            entry.check_header_text(value)?;
+            headers.push(header("List-Unsubscribe-Post", value));
+            continue;
+        }
+        let name = list_header_name(key);
+        if name.len() > 76 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(entry.error("is not a usable List-* header name"));
+        }
+        for value in entry.items() {
+            let mut urls = Vec::new();
+            for item in value.items() {
+                if let Some(formatted) = list_value(&item, key.trim().eq_ignore_ascii_case("id"))? {
+                    urls.push(formatted);
+                }
+            }
+            if !urls.is_empty() {
+                let text = urls.join(", ");
+                value.check_header_text(&text)?;
+                headers.push(header(&name, text));
+            }
+        }
+    }
+    Ok(headers)
+}
+
+/// `List-` + the key, cased as nodemailer's header names (`help` -> `List-Help`, `id` -> `List-ID`).
+fn list_header_name(key: &str) -> String {
+    let words: Vec<String> = format!("list-{}", key.trim().to_ascii_lowercase())
+        .split('-')
+        .map(|word| match word {
+            "id" | "spf" | "fbl" | "md5" => word.to_ascii_uppercase(),
+            _ => {
+                let mut chars = word.chars();
+                chars
+                    .next()
+                    .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            }
+        })
+        .collect();
+    words.join("-")
+}
+
+/// One URL of a List-* header: `<url>` or `<url> (comment)`; List-ID: `"comment" <id>`.
+fn list_value(item: &Field, is_id: bool) -> Result<Option<String>> {
+    let (url, comment) = match item.value() {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(url)) => (url.clone(), None),
+        Some(Value::Object(_)) => {
+            let url = item.child("url").optional_string()?.map(str::to_string);
+            let comment = item.child("comment").optional_string()?.map(str::to_string);
+            match url {
+                Some(url) => (url, comment),
+                None => return Ok(None),
+            }
+        }
+        Some(_) => return Err(item.wrong_type("a URL string or { url, comment }")),
+    };
+    let url = format_list_url(&url);
+    let comment = comment.map(|c| c.replace(['\r', '\n'], " "));
+    Ok(Some(match (is_id, comment) {
+        (true, comment) => {
+            let id = match url.find(':') {
+                Some(at) => format!("<{}", url[at + 1..].trim_start_matches('/')),
+                None => url,
+            };
+            match comment {
+                Some(comment) => format!("\"{}\" {id}", comment.replace('\\', "\\\\").replace('"', "\\\"")),
+                None => id,
+            }
+        }
+        (false, Some(comment)) => {
+            let escaped: String = comment
+                .chars()
+                .flat_map(|c| match c {
+                    '(' | ')' | '\\' => vec!['\\', c],
+                    _ => vec![c],
+                })
+                .collect();
+            format!("{url} ({escaped})")
+        }
+        (false, None) => url,
+    }))
+}
+
+/// nodemailer's `_formatListUrl`: `<scheme:...>`, `mailto:` for an address, `http://` else.
+fn format_list_url(url: &str) -> String {
+    let url: String = url
+        .chars()
+        .filter(|c| !c.is_control() && !c.is_whitespace() && *c != '<' && *c != '>')
+        .collect();
+    let lower = url.to_ascii_lowercase();
+    if ["http:", "https:", "mailto:", "ftp:"]
+        .iter()
+        .any(|s| lower.starts_with(s))
+    {
+        return format!("<{url}>");
+    }
+    if url.matches('@').count() == 1 && !url.starts_with('@') && !url.ends_with('@') {
+        return format!("<mailto:{url}>");
+    }
+    format!("<http://{url}>")
 }

@@ -6,7 +6,9 @@
 
 mod attachment;
 mod body;
+mod fetch;
 mod headers;
+mod mime;
 mod raw;
 mod wire;
 
@@ -17,10 +19,15 @@ use crate::address::{parse_mailboxes, parse_single_mailbox};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Field, Value};
 
-use body::{body_part, Body};
-use headers::{angle_bracketed, custom_headers, date_field, priority_headers, string_list, text_field};
+use crate::input::ByteBuf;
+use body::body_part;
+use headers::{
+    angle_bracketed, custom_headers, date_field, list_headers, priority_headers, string_list, text_field,
+    value_name, x_mailer,
+};
+use mime::{header_pre_encoded, write_header, Writer};
+use raw::header_value;
 pub use raw::raw_message;
-use wire::StreamedBodies;
 pub use wire::{encode_base64_lines, MessageBody, Segment, BASE64_LINE_INPUT};
 
 /// The path message errors start with.
@@ -37,6 +44,12 @@ pub struct OutgoingMessage {
     pub envelope_to: Vec<Address>,
     /// The whole RFC 5322 message, not yet dot-stuffed.
     pub body: MessageBody,
+}
+
+/// What the message allows its content to be loaded from.
+pub(crate) struct Context {
+    /// `disableUrlAccess`: `href` and http(s) `path` are refused.
+    pub disable_url_access: bool,
 }
 
 /// Builds `message`, taking absent fields from `defaults` (the 2nd argument of
@@ -64,7 +77,7 @@ pub async fn build_message(
     let cc = parse_mailboxes(&root.child("cc"))?;
     let bcc = parse_mailboxes(&root.child("bcc"))?;
     let reply_to = parse_mailboxes(&root.child("replyTo"))?;
-    let (envelope_from, envelope_to) = envelope(&root, &from, &sender, [&to, &cc, &bcc])?;
+    let (envelope_from, envelope_to) = envelope(&root, &from, [&to, &cc, &bcc])?;
 
     let mut builder = lettre::Message::builder().from(from);
     if let Some(sender) = sender {
@@ -82,9 +95,9 @@ pub async fn build_message(
     for mailbox in reply_to {
         builder = builder.reply_to(mailbox);
     }
-    if let Some(subject) = text_field(&root.child("subject"))? {
-        root.child("subject").check_header_text(&subject)?;
-        builder = builder.subject(subject);
+    let subject = text_field(&root.child("subject"))?;
+    if let Some(subject) = &subject {
+        root.child("subject").check_header_text(subject)?;
     }
     let message_id = root.child("messageId").optional_string()?;
     if let Some(id) = message_id {
@@ -106,33 +119,99 @@ pub async fn build_message(
         let ids: Vec<String> = references.iter().map(|r| angle_bracketed(r)).collect();
         builder = builder.references(ids.join(" "));
     }
-    for header in priority_headers(&root.child("priority"))? {
-        builder = builder.raw_header(header);
-    }
-    for header in custom_headers(&root.child("headers"))? {
-        builder = builder.raw_header(header);
-    }
     let envelope = Envelope::new(envelope_from.clone(), envelope_to.clone())
         .map_err(|err| Error::new(ErrorKind::Envelope, format!("invalid envelope: {err}")))?;
     builder = builder.envelope(envelope);
 
-    let mut streamed = StreamedBodies::new();
-    let built = match body_part(&root, &mut streamed).await? {
-        Body::Single(part) => builder.singlepart(part),
-        Body::Multi(part) => builder.multipart(part),
+    // `raw`: the whole message as given; the fields above only make its envelope.
+    if root.child("raw").is_present() {
+        let bytes = match root.child("raw").value() {
+            Some(Value::Bytes(bytes)) => bytes.clone(),
+            Some(Value::String(text)) => ByteBuf::from(text.clone().into_bytes()),
+            _ => {
+                return Err(root
+                    .child("raw")
+                    .wrong_type("a string or Buffer (the whole message)"))
+            }
+        };
+        return Ok(OutgoingMessage {
+            message_id: header_value(&bytes, "message-id").unwrap_or_default(),
+            envelope_from,
+            envelope_to,
+            body: MessageBody::from_bytes(bytes),
+        });
     }
-    .map_err(|err| Error::message_error(format!("the message cannot be built: {err}")))?;
-    let message_id = built
-        .headers()
+
+    let mut extra = priority_headers(&root.child("priority"))?;
+    extra.extend(list_headers(&root.child("list"))?);
+    extra.extend(x_mailer(&root.child("xMailer"))?);
+    let custom = custom_headers(&root.child("headers"))?;
+    let context = Context {
+        disable_url_access: root.child("disableUrlAccess").optional_bool()?.unwrap_or(false),
+    };
+    let part = body_part(&root, &context).await?;
+    let built = builder
+        .body(Vec::new())
+        .map_err(|err| Error::message_error(format!("the message cannot be built: {err}")))?;
+    let mut headers = built.headers().clone();
+    headers.remove::<lettre::message::header::ContentTransferEncoding>();
+    if let Some(subject) = subject {
+        headers.insert_raw(mime::header("Subject", subject));
+    }
+    // A custom header replaces one the fields made unless that field was given itself.
+    let mut custom_lines = Vec::new();
+    for value in custom {
+        let name = value_name(&value);
+        let lower = name.to_ascii_lowercase();
+        if ["content-type", "content-transfer-encoding", "mime-version"].contains(&lower.as_str()) {
+            return Err(root
+                .child("headers")
+                .error(format!("sets {name}, which the message's structure decides")));
+        }
+        if headers.get_raw(&name).is_some() {
+            if field_of_header(&lower).is_some_and(|key| root.child(key).is_present()) {
+                continue;
+            }
+            headers.remove_raw(&name);
+        }
+        custom_lines.push(value);
+    }
+    let message_id = headers
         .get_raw("Message-ID")
         .unwrap_or_default()
         .trim()
         .to_string();
+    let mut writer = Writer::new();
+    writer.bytes().extend_from_slice(headers.to_string().as_bytes());
+    for value in extra.iter().chain(&custom_lines) {
+        write_header(writer.bytes(), value);
+    }
+    write_header(writer.bytes(), &header_pre_encoded("MIME-Version", "1.0".into()));
+    part.write(&mut writer)
+        .map_err(|problem| Error::message_error(format!("a part of the message {problem}")))?;
+    writer.end_line();
     Ok(OutgoingMessage {
         message_id,
         envelope_from,
         envelope_to,
-        body: streamed.into_body(built.formatted()),
+        body: writer.finish(),
+    })
+}
+
+/// The message field that sets header `name` (lowercase), if any.
+fn field_of_header(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "from" => "from",
+        "sender" => "sender",
+        "to" => "to",
+        "cc" => "cc",
+        "reply-to" => "replyTo",
+        "subject" => "subject",
+        "message-id" => "messageId",
+        "date" => "date",
+        "in-reply-to" => "inReplyTo",
+        "references" => "references",
+        _ => return None,
     })
 }
 
@@ -158,19 +237,19 @@ fn merge_defaults(message: &Value, defaults: Option<&Value>) -> Result<Value> {
     Ok(Value::Object(merged))
 }
 
-/// MAIL FROM and RCPT TO: `envelope` when given, else `sender` or `from`, and every
+/// MAIL FROM and RCPT TO: `envelope` when given, else `from`, and every
 /// To, Cc and Bcc address once.
 fn envelope(
     root: &Field,
     from: &Mailbox,
-    sender: &Option<Mailbox>,
     lists: [&Vec<Mailbox>; 3],
 ) -> Result<(Option<Address>, Vec<Address>)> {
     let custom = root.child("envelope");
     custom.optional_object()?;
     let envelope_from = match parse_single_mailbox(&custom.child("from"))? {
         Some(mailbox) => mailbox.email,
-        None => sender.as_ref().unwrap_or(from).email.clone(),
+        // nodemailer's getEnvelope: the From address, not Sender.
+        None => from.email.clone(),
     };
     let mut recipients: Vec<Address> = match custom.child("to").is_present() {
         true => parse_mailboxes(&custom.child("to"))?

@@ -38,7 +38,7 @@ pub fn raw_message(raw: &Value, envelope: &Value) -> Result<OutgoingMessage> {
 }
 
 /// The (unfolded) value of the first header `name` in the header block of `raw`.
-fn header_value(raw: &[u8], name: &str) -> Option<String> {
+pub(super) fn header_value(raw: &[u8], name: &str) -> Option<String> {
     let head_end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

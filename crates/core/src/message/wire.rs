@@ -2,8 +2,6 @@
 //! caller's buffers until they are written.
 
 use base64::Engine;
-use lettre::message::header::ContentTransferEncoding;
-use lettre::message::Body as PartBody;
 
 use crate::input::ByteBuf;
 
@@ -12,7 +10,7 @@ use crate::input::ByteBuf;
 pub(super) const STREAM_THRESHOLD: usize = 64 * 1024;
 /// Input bytes per base64 line (76 characters), as MIME wants them.
 pub const BASE64_LINE_INPUT: usize = 57;
-/// The message's bytes, in order: what lettre formatted, with large attachment bodies left
+/// The message's bytes, in order, with large attachment bodies left
 /// in the caller's buffers and base64-encoded only as they are written. Peak memory for a
 /// 25 MB attachment is then a few chunks, not three encoded copies.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +41,10 @@ impl MessageBody {
         MessageBody {
             segments: vec![Segment::Bytes(bytes.into())],
         }
+    }
+
+    pub(super) fn from_segments(segments: Vec<Segment>) -> Self {
+        MessageBody { segments }
     }
 
     pub fn segments(&self) -> &[Segment] {
@@ -106,63 +108,4 @@ pub fn encode_base64_lines(input: &[u8], out: &mut Vec<u8>) {
             .expect("the buffer was sized for the encoding");
         out.truncate(start + written);
     }
-}
-
-/// Large attachment bodies set aside while lettre formats the rest: each is replaced by a
-/// marker that cannot occur elsewhere (a random prefix), found again after formatting.
-pub(super) struct StreamedBodies {
-    prefix: String,
-    bodies: Vec<ByteBuf>,
-}
-
-impl StreamedBodies {
-    pub(super) fn new() -> Self {
-        StreamedBodies {
-            prefix: format!(
-                "smtp-oauth-transport-{:016x}{:016x}-",
-                fastrand::u64(..),
-                fastrand::u64(..)
-            ),
-            bodies: Vec::new(),
-        }
-    }
-
-    fn marker(&self, index: usize) -> String {
-        format!("{}{index:08}", self.prefix)
-    }
-
-    /// A pre-encoded placeholder body for `content`.
-    pub(super) fn placeholder(&mut self, content: ByteBuf) -> PartBody {
-        let marker = self.marker(self.bodies.len());
-        self.bodies.push(content);
-        PartBody::dangerous_pre_encoded(marker.into_bytes(), ContentTransferEncoding::Base64)
-    }
-
-    /// Splits the formatted message at the markers.
-    pub(super) fn into_body(self, formatted: Vec<u8>) -> MessageBody {
-        if self.bodies.is_empty() {
-            return MessageBody::from_bytes(formatted);
-        }
-        let mut found: Vec<(usize, usize)> = (0..self.bodies.len())
-            .filter_map(|index| {
-                let marker = self.marker(index);
-                find(&formatted, marker.as_bytes()).map(|at| (at, index))
-            })
-            .collect();
-        found.sort_unstable();
-        let marker_len = self.marker(0).len();
-        let mut segments = Vec::new();
-        let mut from = 0;
-        for (at, index) in found {
-            segments.push(Segment::Bytes(ByteBuf::from(formatted[from..at].to_vec())));
-            segments.push(Segment::Base64(self.bodies[index].clone()));
-            from = at + marker_len;
-        }
-        segments.push(Segment::Bytes(ByteBuf::from(formatted[from..].to_vec())));
-        MessageBody { segments }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
 }
