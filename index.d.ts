@@ -62,6 +62,20 @@ export interface LogRecord {
   message: string
 }
 
+/** One warning about a name a message or config uses (see the core's `known_names`). */
+export interface NameWarning {
+  /** The name as given. */
+  name: string
+  /** What to tell the caller, with the closest known name when there is one. */
+  text: string
+}
+
+/**
+ * Warnings for the names in `names` that `scope` (`message`, `attachment`, `config`,
+ * `oauth2`, `tls`) does not know or does not act on.
+ */
+export declare function nameWarnings(scope: string, names: Array<string>): Array<NameWarning>
+
 /** A recipient the server refused (nodemailer's `rejectedErrors` entries). */
 export interface RecipientError {
   message: string
