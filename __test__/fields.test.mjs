@@ -238,6 +238,20 @@ test('attachment raw, headers, contentTransferEncoding, contentDisposition and c
     assert.equal(byName['raw.txt'].content.toString(), 'raw part');
 });
 
+test('attachDataUrls: data: images in the html become inline attachments referenced by cid', T, async () => {
+    const html = `<p>logo</p><img src="data:image/png;base64,${PNG.toString('base64')}">`;
+    const { received } = await send({ html, attachDataUrls: true });
+    const [image] = received.parsed.attachments;
+    assert.equal(image.filename, 'image-1.png');
+    assert.deepEqual(image.content, PNG);
+    assert.equal(image.contentDisposition, 'inline');
+    assert.ok(image.cid.endsWith('@localhost'));
+    assert.ok(received.parsed.html.includes(`src="cid:${image.cid}"`), received.parsed.html);
+
+    const { received: untouched } = await send({ html });
+    assert.equal(untouched.parsed.attachments.length, 0);
+});
+
 test('an unknown message field or config key is told once per name, with the closest known name', T, async () => {
     const warnings = [];
     const onWarning = warning => warnings.push(warning.message);

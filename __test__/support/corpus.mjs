@@ -151,6 +151,10 @@ const FIELDS = {
             attachments: cids.map((cid, i) => ({ filename: `inline-${i}.png`, content: PNG, cid })),
         };
     },
+    attachDataUrls: rand => ({
+        attachDataUrls: true,
+        html: `<p>${words(rand, 3).replace(/[<>&]/g, '')}</p><img src="data:image/png;base64,${PNG.toString('base64')}"><IMG alt="x" src='data:image/png;base64,${PNG.toString('base64')}'>`,
+    }),
     icalEvent: rand => {
         const method = pick(rand, ['REQUEST', 'CANCEL', 'PUBLISH', 'REPLY']);
         return chance(rand, 0.5)

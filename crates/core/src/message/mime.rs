@@ -59,8 +59,9 @@ pub(super) fn header(name: &str, value: impl Into<String>) -> HeaderValue {
 /// (`=?utf-8?q?x?=`) as it is, and a reader would then decode it: such a value is encoded
 /// whole instead, as nodemailer does.
 pub(super) fn text_header(name: HeaderName, value: String) -> HeaderValue {
-    // nodemailer encodes only a value that has to be encoded anyway (non-ASCII).
-    if !value.contains("=?") || value.is_ascii() {
+    // nodemailer encodes only a value that has to be encoded anyway (non-ASCII, or a
+    // double quote); lettre encodes words, and leaves the lookalike as it is.
+    if !value.contains("=?") || (value.is_ascii() && !value.contains('"')) {
         return HeaderValue::new(name, value);
     }
     let encoded = encoded_words(&value).join("\r\n ");
@@ -243,8 +244,19 @@ fn encode(content: ByteBuf, encoding: TransferEncoding) -> Result<(Option<String
             super::wire::encode_base64_lines(&content, &mut out);
             return Ok((Some("base64".into()), Encoded::Bytes(out)));
         }
-        TransferEncoding::SevenBit => ContentTransferEncoding::SevenBit,
-        TransferEncoding::EightBit => ContentTransferEncoding::EightBit,
+        TransferEncoding::SevenBit | TransferEncoding::EightBit => {
+            let (label, fits) = match encoding {
+                TransferEncoding::SevenBit => ("7bit", content.is_ascii()),
+                _ => ("8bit", true),
+            };
+            let body = with_crlf(&content);
+            let valid =
+                fits && !body.contains(&0) && body.split(|&b| b == b'\n').all(|line| line.len() <= 999);
+            if !valid {
+                return Err(format!("cannot carry these bytes as {label}"));
+            }
+            return Ok((Some(label.to_string()), Encoded::Bytes(body)));
+        }
         // The text choices were resolved to one of the others above.
         _ => ContentTransferEncoding::QuotedPrintable,
     };
@@ -258,6 +270,23 @@ fn encode(content: ByteBuf, encoding: TransferEncoding) -> Result<(Option<String
         Some(label_of(chosen).to_string()),
         Encoded::Bytes(body.into_vec()),
     ))
+}
+
+/// Every line break as CRLF (a lone LF or CR included), as SMTP wants them.
+fn with_crlf(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + content.len() / 32);
+    let mut bytes = content.iter().peekable();
+    while let Some(&byte) = bytes.next() {
+        match byte {
+            b'\r' => {
+                bytes.next_if_eq(&&b'\n');
+                out.extend_from_slice(b"\r\n");
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// nodemailer's test for 7bit text: ASCII without control characters (but tab and line

@@ -6,6 +6,7 @@
 
 mod attachment;
 mod body;
+mod data_urls;
 mod fetch;
 mod headers;
 mod mime;
@@ -59,7 +60,8 @@ pub async fn build_message(
     defaults: Option<&Value>,
     auth_user: Option<&str>,
 ) -> Result<OutgoingMessage> {
-    let merged = merge_defaults(message, defaults)?;
+    let mut merged = merge_defaults(message, defaults)?;
+    data_urls::attach_data_urls(&mut merged);
     let root = Field::root(MESSAGE_ROOT, &merged, ErrorKind::Message);
     let from = match parse_single_mailbox(&root.child("from"))? {
         Some(from) => from,
