@@ -33,6 +33,8 @@ pub struct TransportConfig {
     pub implicit_tls: bool,
     /// The EHLO name; `None` uses this machine's host name.
     pub hello_name: Option<String>,
+    /// What to do about STARTTLS on a plain connection.
+    pub starttls: StartTls,
     pub auth: Auth,
     pub tls: TlsOptions,
     pub timeouts: Timeouts,
@@ -42,6 +44,170 @@ pub struct TransportConfig {
     pub pool: Option<PoolOptions>,
     /// Attempts after the first for transient failures (4xx, lost connections, timeouts).
     pub max_retries: u32,
+}
+
+/// STARTTLS on a plain connection (nodemailer's `requireTLS` / `ignoreTLS`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StartTls {
+    /// Used when offered; required when there are credentials (the default).
+    WhenOffered,
+    /// Required even without credentials (`requireTLS: true`).
+    Required,
+    /// Never used (`ignoreTLS: true`, only without credentials).
+    Never,
+}
+
+/// nodemailer's `requireTLS`, `ignoreTLS` and `opportunisticTLS`, never weaker than the
+/// rule that credentials only cross an encrypted connection.
+fn parse_starttls(root: &Field, auth: &Auth) -> Result<StartTls> {
+    let has_credentials = !matches!(auth, Auth::None);
+    if root.child("opportunisticTLS").optional_bool()? == Some(true) {
+        return Err(root.child("opportunisticTLS").error(
+            "is not supported: a failed STARTTLS is never followed by a plaintext session (leave it out; STARTTLS is used whenever the server offers it)",
+        ));
+    }
+    let require = root.child("requireTLS").optional_bool()?.unwrap_or(false);
+    let ignore = root.child("ignoreTLS").optional_bool()?.unwrap_or(false);
+    match (require, ignore) {
+        (true, true) => Err(root
+            .child("ignoreTLS")
+            .error("cannot be true together with requireTLS")),
+        (_, true) if has_credentials => Err(root
+            .child("ignoreTLS")
+            .error("cannot be true with credentials: AUTH is never sent over an unencrypted connection")),
+        (_, true) => Ok(StartTls::Never),
+        (true, false) => Ok(StartTls::Required),
+        (false, false) => Ok(StartTls::WhenOffered),
+    }
+}
+
+/// nodemailer's `authMethod`: accepted when it names the method this config uses.
+fn check_auth_method(field: &Field, auth: &Auth) -> Result<()> {
+    let Some(method) = field.optional_string()? else {
+        return Ok(());
+    };
+    let method = method.trim().to_ascii_uppercase();
+    let fits = match auth {
+        Auth::OAuth2 { .. } => method == "XOAUTH2",
+        Auth::Password { .. } => method == "PLAIN" || method == "LOGIN",
+        Auth::None => false,
+    };
+    match fits {
+        true => Ok(()),
+        false => Err(field.error(format!(
+            "{method:?} does not fit this config: type 'oauth2' uses XOAUTH2, auth.user + auth.pass use PLAIN or LOGIN (whichever the server offers)"
+        ))),
+    }
+}
+
+/// A well-known service of nodemailer's list (`service: 'Outlook365'`).
+#[derive(Debug, Clone, Copy)]
+struct Service {
+    host: &'static str,
+    port: u16,
+    secure: bool,
+}
+
+/// nodemailer's well-known services that matter here (names compared as nodemailer does:
+/// case and punctuation aside); others are an `ECONFIG` that says to set `host` and `port`.
+const SERVICES: &[(&[&str], Service)] = &[
+    (
+        &["outlook365", "office365"],
+        Service {
+            host: "smtp.office365.com",
+            port: 587,
+            secure: false,
+        },
+    ),
+    (
+        &["hotmail", "outlook", "outlookcom", "hotmailcom"],
+        Service {
+            host: "smtp-mail.outlook.com",
+            port: 587,
+            secure: false,
+        },
+    ),
+    (
+        &["gmail", "googlemail"],
+        Service {
+            host: "smtp.gmail.com",
+            port: 465,
+            secure: true,
+        },
+    ),
+    (
+        &["yahoo"],
+        Service {
+            host: "smtp.mail.yahoo.com",
+            port: 465,
+            secure: true,
+        },
+    ),
+    (
+        &["icloud", "me", "mac"],
+        Service {
+            host: "smtp.mail.me.com",
+            port: 587,
+            secure: false,
+        },
+    ),
+    (
+        &["zoho"],
+        Service {
+            host: "smtp.zoho.com",
+            port: 465,
+            secure: true,
+        },
+    ),
+    (
+        &["ses"],
+        Service {
+            host: "email-smtp.us-east-1.amazonaws.com",
+            port: 465,
+            secure: true,
+        },
+    ),
+    (
+        &["sendgrid"],
+        Service {
+            host: "smtp.sendgrid.net",
+            port: 587,
+            secure: false,
+        },
+    ),
+    (
+        &["mailgun"],
+        Service {
+            host: "smtp.mailgun.org",
+            port: 465,
+            secure: true,
+        },
+    ),
+    (
+        &["postmark", "postmarkapp"],
+        Service {
+            host: "smtp.postmarkapp.com",
+            port: 2525,
+            secure: false,
+        },
+    ),
+];
+
+fn well_known_service(field: &Field) -> Result<Option<Service>> {
+    let Some(name) = field.optional_string()? else {
+        return Ok(None);
+    };
+    let key: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match SERVICES.iter().find(|(names, _)| names.contains(&key.as_str())) {
+        Some((_, service)) => Ok(Some(*service)),
+        None => Err(field.error(format!(
+            "{name:?} is not a service this package knows (Outlook365, Office365, Hotmail, Gmail, Yahoo, iCloud, Zoho, SES, SendGrid, Mailgun, Postmark): set host and port instead"
+        ))),
+    }
 }
 
 /// nodemailer's pool options.
@@ -125,16 +291,24 @@ impl TransportConfig {
         if !matches!(smtp, Value::Object(_)) {
             return Err(root.wrong_type("an object"));
         }
-        let host = root.child("host").string()?.trim().to_string();
+        let service = well_known_service(&root.child("service"))?;
+        let host = match (root.child("host").is_present(), service) {
+            (false, Some(service)) => service.host.to_string(),
+            _ => root.child("host").string()?.trim().to_string(),
+        };
         let port_field = root.child("port");
-        let secure = root.child("secure").optional_bool()?;
-        let port = match port_field.optional_integer(1..=65535)? {
-            Some(port) => port as u16,
-            None if root.child("type").is_present() || root.child("oauth2").is_present() => {
+        let secure = match root.child("secure").optional_bool()? {
+            Some(secure) => Some(secure),
+            None => service.map(|s| s.secure),
+        };
+        let port = match (port_field.optional_integer(1..=65535)?, service) {
+            (Some(port), _) => port as u16,
+            (None, Some(service)) => service.port,
+            (None, None) if root.child("type").is_present() || root.child("oauth2").is_present() => {
                 return Err(port_field.missing());
             }
-            None if secure == Some(true) => 465,
-            None => 587,
+            (None, None) if secure == Some(true) => 465,
+            (None, None) => 587,
         };
         let implicit_tls = secure.unwrap_or(port == 465);
         let name_field = root.child("name");
@@ -148,8 +322,11 @@ impl TransportConfig {
             None => None,
         };
         let auth = parse_auth(&root)?;
+        let starttls = parse_starttls(&root, &auth)?;
+        check_auth_method(&root.child("authMethod"), &auth)?;
 
         Ok(TransportConfig {
+            starttls,
             host,
             port,
             implicit_tls,
@@ -690,6 +867,77 @@ mod tests {
         assert_eq!(
             error_of(&config),
             "mail.smtp.tls.ca holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        );
+    }
+
+    fn with(value: &Value, key: &str, field: Value) -> Value {
+        let Value::Object(pairs) = value else {
+            unreachable!()
+        };
+        let mut pairs: Vec<(String, Value)> = pairs.iter().filter(|(k, _)| k != key).cloned().collect();
+        pairs.push((key.to_string(), field));
+        Value::Object(pairs)
+    }
+
+    #[test]
+    fn nodemailer_tls_options_never_weaken_the_credential_rule() {
+        let config = tas_config();
+        let err =
+            TransportConfig::from_value(&with(&config, "ignoreTLS", Value::Bool(true)), None).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "mail.smtp.ignoreTLS cannot be true with credentials: AUTH is never sent over an unencrypted connection"
+        );
+        let err = TransportConfig::from_value(&with(&config, "opportunisticTLS", Value::Bool(true)), None)
+            .unwrap_err();
+        assert!(err
+            .message()
+            .starts_with("mail.smtp.opportunisticTLS is not supported"));
+        let required =
+            TransportConfig::from_value(&with(&config, "requireTLS", Value::Bool(true)), None).unwrap();
+        assert_eq!(required.starttls, StartTls::Required);
+        let relay = Value::object([
+            ("host", Value::str("relay.example.com")),
+            ("ignoreTLS", Value::Bool(true)),
+        ]);
+        assert_eq!(
+            TransportConfig::from_value(&relay, None).unwrap().starttls,
+            StartTls::Never
+        );
+    }
+
+    #[test]
+    fn well_known_services_and_auth_methods() {
+        let config = without(&without(&tas_config(), &["host"]), &["port"]);
+        let office =
+            TransportConfig::from_value(&with(&config, "service", Value::str("Office365")), None).unwrap();
+        assert_eq!(
+            (office.host.as_str(), office.port, office.implicit_tls),
+            ("smtp.office365.com", 587, false)
+        );
+        let gmail =
+            TransportConfig::from_value(&with(&config, "service", Value::str("gmail")), None).unwrap();
+        assert_eq!(
+            (gmail.host.as_str(), gmail.port, gmail.implicit_tls),
+            ("smtp.gmail.com", 465, true)
+        );
+        let err =
+            TransportConfig::from_value(&with(&config, "service", Value::str("Nowhere")), None).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("mail.smtp.service \"Nowhere\" is not a service"),
+            "{}",
+            err.message()
+        );
+        let ok = with(&tas_config(), "authMethod", Value::str("XOAUTH2"));
+        assert!(TransportConfig::from_value(&ok, None).is_ok());
+        let err = TransportConfig::from_value(&with(&tas_config(), "authMethod", Value::str("PLAIN")), None)
+            .unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("mail.smtp.authMethod \"PLAIN\" does not fit"),
+            "{}",
+            err.message()
         );
     }
 }

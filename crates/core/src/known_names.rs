@@ -151,11 +151,6 @@ impl NameScope {
             ],
             NameScope::Attachment => &[("tls", "attachment URLs are fetched with the default TLS checks")],
             NameScope::Config => &[
-                ("requireTLS", "STARTTLS is always required unless secure: true"),
-                ("ignoreTLS", "STARTTLS is never skipped"),
-                ("opportunisticTLS", "STARTTLS is always required"),
-                ("authMethod", "the method follows type: XOAUTH2 for oauth2, else PLAIN/LOGIN"),
-                ("service", "set host and port instead"),
                 ("dkim", "DKIM signing is not supported"),
                 ("attachDataUrls", "set it on the message or the defaults"),
                 ("transactionLog", "the logger receives every line already"),
@@ -268,8 +263,8 @@ mod tests {
     fn known_names_are_silent_and_ignored_nodemailer_options_say_why() {
         assert_eq!(warn(NameScope::Message, "icalEvent"), None);
         assert_eq!(warn(NameScope::Tls, "servername"), None);
-        assert!(warn(NameScope::Config, "requireTLS")
+        assert!(warn(NameScope::Config, "transactionLog")
             .unwrap()
-            .starts_with("`requireTLS` is a nodemailer option this package ignores"));
+            .starts_with("`transactionLog` is a nodemailer option this package ignores"));
     }
 }

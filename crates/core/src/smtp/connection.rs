@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use super::reply::{read_reply, refused, ReadFailure, Reply, Step};
 use super::xoauth2::{decode_challenge, xoauth2_initial_response};
-use crate::config::{is_hello_name, Auth, TransportConfig};
+use crate::config::{is_hello_name, Auth, StartTls, TransportConfig};
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result, SmtpReply};
 use crate::log::Logger;
 use crate::message::{encode_base64_lines, MessageBody, OutgoingMessage, Segment, BASE64_LINE_INPUT};
@@ -169,8 +169,8 @@ impl SmtpConnection {
         let hello = hello_name(config);
         connection.ehlo(&hello).await?;
 
-        if !connection.encrypted {
-            let needs_tls = !matches!(config.auth, Auth::None);
+        if !connection.encrypted && config.starttls != StartTls::Never {
+            let needs_tls = config.starttls == StartTls::Required || !matches!(config.auth, Auth::None);
             if connection.capabilities.starttls {
                 connection.start_tls(config, tls).await?;
                 connection.ehlo(&hello).await?;

@@ -1,0 +1,66 @@
+// nodemailer's SMTP transport options that map onto this transport: requireTLS, ignoreTLS,
+// opportunisticTLS, service, authMethod. None of them can make credentials cross an
+// unencrypted connection.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { makeTestPki } from './support/certs.mjs';
+import { loadTransport } from './support/config.mjs';
+import { startEnv } from './support/env.mjs';
+import { assertCode, rejection } from './support/errors.mjs';
+import { startSmtpServer } from './support/smtp-server.mjs';
+
+const { createTransport } = loadTransport();
+const T = { timeout: 20000 };
+const message = { from: 'relay@example.com', to: 'rcpt@example.com', subject: 'options', text: 'x' };
+
+let env;
+const servers = [];
+before(async () => {
+    env = await startEnv();
+});
+after(async () => {
+    await env.close();
+    await Promise.all(servers.map(server => server.close()));
+});
+
+async function relay(opts) {
+    const server = await startSmtpServer({ authOptional: true, ...opts });
+    servers.push(server);
+    return server;
+}
+
+const relayConfig = (server, extra) => ({ host: '127.0.0.1', port: server.port, tls: { ca: makeTestPki().caPem, servername: 'localhost' }, ...extra });
+
+test('requireTLS: a relay without STARTTLS is refused (ETLS) even without credentials; without it the message goes', T, async () => {
+    const server = await relay({ noStartTls: true });
+    const strict = env.track(createTransport(relayConfig(server, { requireTLS: true })));
+    assertCode(await rejection(strict.sendMail(message)), 'ETLS');
+    assert.equal(server.messages.length, 0);
+    const lenient = env.track(createTransport(relayConfig(server)));
+    await lenient.sendMail(message);
+    assert.equal(server.messages.length, 1);
+});
+
+test('ignoreTLS: no STARTTLS to a relay that offers it; refused with credentials', T, async () => {
+    const server = await relay({});
+    const plain = env.track(createTransport(relayConfig(server, { ignoreTLS: true })));
+    await plain.sendMail(message);
+    assert.equal(server.messages.at(-1).secure, false);
+    const usual = env.track(createTransport(relayConfig(server)));
+    await usual.sendMail(message);
+    assert.equal(server.messages.at(-1).secure, true);
+
+    assert.throws(() => createTransport(env.config({ ignoreTLS: true })), err => {
+        assertCode(err, 'ECONFIG');
+        return /^mail\.smtp\.ignoreTLS cannot be true with credentials/.test(err.message);
+    });
+    assert.throws(() => createTransport(env.config({ opportunisticTLS: true })), /mail\.smtp\.opportunisticTLS is not supported/);
+});
+
+test('service names a well-known host; authMethod must fit the config', T, () => {
+    const office = createTransport({ service: 'Office365', auth: { user: 'a@contoso.com', pass: 'p' } });
+    env.track(office);
+    assert.throws(() => createTransport({ service: 'Nowhere Mail' }), /mail\.smtp\.service "Nowhere Mail" is not a service/);
+    assert.throws(() => createTransport(env.config({ authMethod: 'LOGIN' })), /mail\.smtp\.authMethod "LOGIN" does not fit/);
+    env.track(createTransport(env.config({ authMethod: 'XOAUTH2' })));
+});
