@@ -61,8 +61,18 @@ export interface TlsOptions {
 export interface SmtpConfig {
   /** `'oauth2'` for XOAUTH2 with client_credentials; omit for PLAIN/LOGIN with `auth.pass`. */
   type?: 'oauth2' | 'OAuth2' | 'login'
-  /** SMTP server, e.g. `'smtp.office365.com'`. */
-  host: string
+  /** SMTP server, e.g. `'smtp.office365.com'`. Required unless `service` names one. */
+  host?: string
+  /** nodemailer's well-known service names that set host, port and secure when `host` is absent. */
+  service?: 'Outlook365' | 'Office365' | 'Hotmail' | 'Outlook' | 'Gmail' | 'Yahoo' | 'iCloud' | 'Zoho' | 'SES' | 'SendGrid' | 'Mailgun' | 'Postmark' | (string & {})
+  /** STARTTLS is required even without credentials (it always is with credentials). */
+  requireTLS?: boolean
+  /** No STARTTLS at all; only without credentials (with them: `ECONFIG`). */
+  ignoreTLS?: boolean
+  /** Not supported: `true` is `ECONFIG` (a failed STARTTLS never continues in plaintext). */
+  opportunisticTLS?: false
+  /** Checked against the config: `'XOAUTH2'` for `type: 'oauth2'`, `'PLAIN'`/`'LOGIN'` for `auth.pass`. */
+  authMethod?: 'XOAUTH2' | 'PLAIN' | 'LOGIN'
   /** SMTP port, e.g. `587` (STARTTLS) or `465` (implicit TLS). Required with `type: 'oauth2'`; otherwise 587 (465 if `secure`). */
   port?: number | string
   /** Implicit TLS from the first byte; default `true` only for port 465. */
@@ -107,19 +117,64 @@ export interface SmtpConfig {
 export type Address = string | { name?: string; address: string }
 export type Addresses = Address | Address[]
 
-export interface Attachment {
-  filename?: string
-  /** The content; a string is UTF-8 unless `encoding` says otherwise. */
-  content?: string | Buffer | Uint8Array
-  /** How a string `content` is encoded: `'base64'`, `'hex'`, `'binary'`, `'utf8'`. */
-  encoding?: 'base64' | 'hex' | 'binary' | 'latin1' | 'utf8' | 'utf-8'
-  /** A local file to attach instead of `content`. */
+/** Request headers for an `href` (or URL `path`) fetch. */
+export type HttpHeaders = Record<string, string | number>
+
+/** Bytes as nodemailer takes them: a Readable is read to its end before the message is built. */
+export type Content = string | Buffer | Uint8Array | NodeJS.ReadableStream
+
+/** A part given by its content or where to get it (text, html, alternatives, icalEvent). */
+export interface ContentSource {
+  content?: Content
+  /** A local file, a `data:` URI, or an http(s) URL. */
   path?: string
-  /** MIME type (default: guessed from the file name). */
+  /** An http(s) or `data:` URL: https only (plain http to a loopback address), at most 32 MB and 30 s. */
+  href?: string
+  httpHeaders?: HttpHeaders
+  /** How a string `content` is encoded. */
+  encoding?: 'base64' | 'hex' | 'binary' | 'latin1' | 'utf8' | 'utf-8' | 'ascii'
+  /** The whole part, headers included, sent as it is. */
+  raw?: string | Buffer
+}
+
+/** A header value: text, several values (one header line each), or nodemailer's `{ prepared, value }`. */
+export type HeaderValue = string | number | string[] | { prepared?: boolean; value: string }
+export type Headers = Record<string, HeaderValue> | Array<{ key: string; value: string }>
+
+export interface Attachment extends ContentSource {
+  /** The file name; absent: from `path`/`href`, else `attachment-N.<ext>`; `false`: none. */
+  filename?: string | false
+  /** MIME type (default: from the file name, by the mime_guess table). */
   contentType?: string
   /** Content-ID for inline images referenced as `cid:...` from the html. */
   cid?: string
   contentDisposition?: 'attachment' | 'inline'
+  /** Default `'base64'` (`message/*`: 7bit or 8bit); `false` sends the bytes as they are, unlabelled. */
+  contentTransferEncoding?: 'base64' | 'quoted-printable' | '7bit' | '8bit' | false
+  /** Extra headers of this part. */
+  headers?: Headers
+}
+
+export interface Alternative extends ContentSource {
+  contentType?: string
+  filename?: string
+  contentTransferEncoding?: 'base64' | 'quoted-printable' | '7bit' | '8bit' | false
+  headers?: Headers
+}
+
+/** A calendar event: sent as the `text/calendar; method=...` alternative and as `invite.ics`. */
+export interface IcalEvent extends ContentSource {
+  /** iTIP method, e.g. `'REQUEST'`, `'CANCEL'`, `'REPLY'` (default `'PUBLISH'`). */
+  method?: string
+  /** The attachment's name (default `'invite.ics'`). */
+  filename?: string
+}
+
+/** A List-* header value: a URL, an address, `{ url, comment }`, or several. */
+export type ListValue = string | { url: string; comment?: string }
+export type ListHeaders = Record<string, ListValue | Array<ListValue | ListValue[]>> & {
+  /** One-click unsubscribe (RFC 8058): written as `List-Unsubscribe-Post` as given. */
+  unsubscribePost?: 'List-Unsubscribe=One-Click'
 }
 
 export interface MailMessage {
@@ -130,15 +185,35 @@ export interface MailMessage {
   bcc?: Addresses
   replyTo?: Addresses
   subject?: string
-  text?: string | Buffer
-  html?: string | Buffer
+  text?: Content | ContentSource
+  html?: Content | ContentSource
+  watchHtml?: Content | ContentSource
+  amp?: Content | ContentSource
+  icalEvent?: string | Buffer | IcalEvent
+  alternatives?: Alternative[]
   attachments?: Attachment[]
-  headers?: Record<string, string | string[]> | Array<{ key: string; value: string }>
+  /** Turn `<img src="data:...">` in `html` into inline attachments. */
+  attachDataUrls?: boolean
+  headers?: Headers
+  /** `(key, value) => key` for the keys of `headers`. */
+  normalizeHeaderKey?: (key: string, value: unknown) => string
+  list?: ListHeaders
   messageId?: string
+  /** A Date, ms since the epoch, or a string as `new Date(string)` reads it. */
   date?: Date | string | number
   inReplyTo?: string
   references?: string | string[]
   priority?: 'high' | 'normal' | 'low'
+  /** `X-Mailer`; absent or `false`: none. */
+  xMailer?: string | false
+  /** The transfer encoding of every text part. */
+  encoding?: 'quoted-printable' | 'base64' | '7bit' | '8bit'
+  /** The encoding of text that 7bit cannot carry. */
+  textEncoding?: 'quoted-printable' | 'base64'
+  /** A whole message, sent as it is (envelope from `envelope` or the address fields). */
+  raw?: string | Buffer | NodeJS.ReadableStream
+  /** Refuse `href` and URL `path` contents. */
+  disableUrlAccess?: boolean
   /** The SMTP envelope, when it differs from the headers. */
   envelope?: { from?: string; to?: Addresses }
 }

@@ -257,3 +257,35 @@ async function tokens(): Promise<void> {
 }
 
 void tokens, send, handle, isAuthError, misspelt, numericHost, badType, badTls, badMessage;
+
+// Every nodemailer message field, in its usual forms.
+import { Readable } from 'node:stream';
+const everyField: MailMessage = {
+    from: 'a@example.com',
+    to: ['b@example.com'],
+    text: Readable.from(['streamed']),
+    html: { path: 'data:text/html,<p>x</p>' },
+    watchHtml: '<b>watch</b>',
+    amp: Buffer.from('<html ⚡4email></html>'),
+    icalEvent: { method: 'REQUEST', filename: 'meeting.ics', content: 'BEGIN:VCALENDAR' },
+    alternatives: [{ contentType: 'text/x-web-markdown', content: '**x**' }],
+    attachments: [
+        { href: 'https://example.com/a.pdf', httpHeaders: { Authorization: 'Bearer x' } },
+        { content: Readable.from([Buffer.from('x')]), filename: false, contentTransferEncoding: 'quoted-printable' },
+        { raw: 'Content-Type: text/plain\r\n\r\nraw', headers: { 'X-Part': ['1', '2'] } },
+    ],
+    attachDataUrls: true,
+    headers: { 'X-Tag': ['a', 'b'], 'X-Prepared': { prepared: true, value: 'v' } },
+    normalizeHeaderKey: key => key.toUpperCase(),
+    list: { unsubscribe: [{ url: 'https://example.com/u', comment: 'Unsubscribe' }], unsubscribePost: 'List-Unsubscribe=One-Click' },
+    date: 'Tue, 07 Jul 2026 10:11:12 +0200',
+    xMailer: false,
+    encoding: 'base64',
+    textEncoding: 'quoted-printable',
+    raw: Buffer.from('From: a@example.com\r\n\r\nbody'),
+    disableUrlAccess: true,
+};
+const nodemailerOptions: SmtpConfig = { service: 'Office365', requireTLS: true, authMethod: 'XOAUTH2' };
+// @ts-expect-error opportunisticTLS cannot be turned on
+const opportunistic: SmtpConfig = { host: 'h', opportunisticTLS: true };
+void everyField, nodemailerOptions, opportunistic;
