@@ -12,6 +12,8 @@ class Transport extends EventEmitter {
   #native
   #summary
   #log
+  /** Stream reads of messages not yet handed to the native side. */
+  #reading = new Set()
   /** Sends in flight: id -> { resolve, reject }, settled by the native `onComplete`. */
   #pending = new Map()
   #nextId = 0
@@ -70,7 +72,14 @@ class Transport extends EventEmitter {
       // Without streams the message is handed over now, so that close() right after
       // sendMail() waits for it; with streams, once they are read.
       const send = (ready) => this.#track(this.#submit((id) => this.#native.sendMail(ready, id)))
-      return prepared.streams.length === 0 ? send(prepared.message) : readStreams(prepared).then(send)
+      if (prepared.streams.length === 0) return send(prepared.message)
+      const reading = readStreams(prepared).then(send)
+      const done = reading.then(
+        () => this.#reading.delete(done),
+        () => this.#reading.delete(done),
+      )
+      this.#reading.add(done)
+      return reading
     }, callback)
   }
 
@@ -155,7 +164,12 @@ class Transport extends EventEmitter {
    * zeroed; later sends reject.
    */
   close(options) {
-    return this.#native.close(Boolean(options && options.force))
+    // Messages whose streams are still being read were sent before close(): they are
+    // handed over first, so that close() waits for them as for any other.
+    const reading = [...this.#reading]
+    const force = Boolean(options && options.force)
+    if (reading.length === 0) return this.#native.close(force)
+    return Promise.allSettled(reading).then(() => this.#native.close(force))
   }
 
   toJSON() {

@@ -106,6 +106,21 @@ test('a Readable as attachment content arrives whole; a stream that fails is EME
     assert.equal(env.smtp.messages.length, before);
 });
 
+test('close() right after sendMail() with a stream waits for that message', T, async () => {
+    const own = createTransport(env.config());
+    const slow = new Readable({ read() {} });
+    const sending = own.sendMail({ ...base, attachments: [{ filename: 'slow.txt', content: slow }] });
+    const closing = own.close();
+    setTimeout(() => {
+        slow.push('late bytes');
+        slow.push(null);
+    }, 100);
+    const info = await sending;
+    await closing;
+    const received = env.smtp.messages.find(m => m.parsed.messageId === info.messageId);
+    assert.equal(received.parsed.attachments[0].content.toString(), 'late bytes');
+});
+
 test('MAIL FROM is the from address, not sender (as nodemailer)', T, async () => {
     const { received, info } = await send({ sender: 'assistant@example.com', text: 'x' });
     assert.equal(received.envelope.from, TEST_USER);
