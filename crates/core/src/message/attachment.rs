@@ -382,3 +382,58 @@ async fn read_attachment(field: &Field<'_>, path: &str) -> Result<Vec<u8>> {
         .await
         .map_err(|err| field.error(format!("cannot be read: {path:?}: {err}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn extensions_follow_nodemailer_names() {
+        for (content_type, extension) in [
+            ("application/pdf", "pdf"),
+            ("text/plain", "txt"),
+            ("image/jpeg", "jpeg"),
+            ("image/png", "png"),
+            ("image/svg+xml", "svg"),
+            ("text/calendar; method=REQUEST", "ics"),
+            ("application/octet-stream", "bin"),
+            ("x-unknown/thing", "bin"),
+        ] {
+            assert_eq!(extension_for(content_type), extension, "{content_type}");
+        }
+    }
+
+    #[test]
+    fn data_uris_decode_and_keep_only_a_valid_type() {
+        let value = Value::Null;
+        let field = Field::root("message.attachments[0].path", &value, ErrorKind::Message);
+        let plain = parse_data_uri(&field, "data:text/plain;charset=utf-8,caf%C3%A9%20x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (plain.content_type.as_deref(), plain.bytes.as_slice()),
+            (Some("text/plain"), "café x".as_bytes())
+        );
+        let png = parse_data_uri(&field, "DATA:image/png;base64,iVBO Rw==")
+            .unwrap()
+            .unwrap();
+        assert_eq!(png.bytes, [0x89, 0x50, 0x4e, 0x47]);
+        let injected = parse_data_uri(&field, "data:text/plain\r\nX-Evil: 1;base64,eA==")
+            .unwrap()
+            .unwrap();
+        assert_eq!(injected.content_type, None);
+        assert!(parse_data_uri(&field, "/tmp/data:x").unwrap().is_none());
+        assert!(parse_data_uri(&field, "data:no-comma").is_err());
+    }
+
+    #[test]
+    fn a_file_name_with_a_line_break_is_encoded_in_content_type() {
+        let header = content_type_header("text/plain", Some("a\r\nX-Evil: 1.txt"));
+        let mut headers = lettre::message::header::Headers::new();
+        headers.insert_raw(header);
+        let line = headers.to_string();
+        assert!(!line.contains("\r\nX-Evil"), "{line}");
+        assert!(line.contains("name=\"=?utf-8?b?"), "{line}");
+    }
+}

@@ -291,3 +291,58 @@ fn format_list_url(url: &str) -> String {
     }
     format!("<http://{url}>")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn list(value: Value) -> Vec<String> {
+        let message = Value::object([("list", value)]);
+        let root = Field::root("message", &message, ErrorKind::Message);
+        list_headers(&root.child("list"))
+            .unwrap()
+            .iter()
+            .map(|header| {
+                let mut headers = lettre::message::header::Headers::new();
+                headers.insert_raw(header.clone());
+                headers.to_string().trim_end().to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn list_headers_have_nodemailer_forms() {
+        let headers = list(Value::object([
+            ("help", Value::str("admin@example.com?subject=help")),
+            (
+                "unsubscribe",
+                Value::Array(vec![
+                    Value::object([
+                        ("url", Value::str("https://example.com/u")),
+                        ("comment", Value::str("Say (bye)")),
+                    ]),
+                    Value::Array(vec![Value::str("a@example.com"), Value::str("example.com/u2")]),
+                ]),
+            ),
+            (
+                "id",
+                Value::object([
+                    ("url", Value::str("list.example.com")),
+                    ("comment", Value::str("A \"list\"")),
+                ]),
+            ),
+            ("unsubscribePost", Value::str("List-Unsubscribe=One-Click")),
+        ]));
+        assert_eq!(
+            headers,
+            [
+                "List-Help: <mailto:admin@example.com?subject=help>",
+                "List-Unsubscribe: <https://example.com/u> (Say \\(bye\\))",
+                "List-Unsubscribe: <mailto:a@example.com>, <http://example.com/u2>",
+                "List-ID: \"A \\\"list\\\"\" <list.example.com>",
+                "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            ]
+        );
+    }
+}

@@ -334,3 +334,41 @@ pub(super) fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let padded = format!("{unpadded}{}", "=".repeat((4 - unpadded.len() % 4) % 4));
     base64::engine::general_purpose::STANDARD.decode(padded).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(value: HeaderValue) -> String {
+        let mut out = Vec::new();
+        write_header(&mut out, &value);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_encoded_word_lookalike_is_encoded_when_the_value_needs_encoding() {
+        assert_eq!(
+            line(header("Subject", "plain =?utf-8?q?x?=")),
+            "Subject: plain =?utf-8?q?x?=\r\n"
+        );
+        let encoded = line(header("Subject", "café =?utf-8?q?x?="));
+        assert!(encoded.starts_with("Subject: =?utf-8?b?"), "{encoded}");
+        assert!(!encoded.contains("q?x?="), "{encoded}");
+    }
+
+    #[test]
+    fn text_encodings_follow_nodemailer() {
+        let label = |text: &str| {
+            encode(ByteBuf::from(text.as_bytes().to_vec()), TransferEncoding::Text)
+                .unwrap()
+                .0
+        };
+        assert_eq!(label(&"x".repeat(76)).as_deref(), Some("7bit"));
+        assert_eq!(label(&"x".repeat(77)).as_deref(), Some("quoted-printable"));
+        assert_eq!(label("naïve café résumé").as_deref(), Some("quoted-printable"));
+        assert_eq!(label("日本語のテキスト").as_deref(), Some("base64"));
+        let (_, body) = encode(ByteBuf::from(b"a\nb\rc".to_vec()), TransferEncoding::SevenBit).unwrap();
+        assert!(matches!(body, Encoded::Bytes(bytes) if bytes == b"a\r\nb\r\nc"));
+        assert!(encode(ByteBuf::from("é".as_bytes().to_vec()), TransferEncoding::SevenBit).is_err());
+    }
+}
