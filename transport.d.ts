@@ -45,6 +45,19 @@ export interface OAuth2Options {
   timeout?: number
 }
 
+/** nodemailer's own OAuth2 shape, as the client_credentials grant (no top-level `type`). */
+export interface NodemailerOAuth2Auth {
+  type: 'OAuth2' | 'oauth2'
+  /** The mailbox to send as. */
+  user: string
+  clientId: string
+  clientSecret: string
+  /** The token endpoint, e.g. `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`. */
+  accessUrl: string
+  /** Default `'https://outlook.office365.com/.default'`. */
+  scope?: string
+}
+
 /** Certificate checks, shared by the SMTP connection and the token endpoint. */
 export interface TlsOptions {
   /** Extra trusted CA certificates (PEM). `NODE_EXTRA_CA_CERTS` is honoured as well. */
@@ -77,12 +90,14 @@ export interface SmtpConfig {
   port?: number | string
   /** Implicit TLS from the first byte; default `true` only for port 465. */
   secure?: boolean
-  auth?: {
-    /** The mailbox to authenticate as (env `TAS_SMTP_AUTH_USER`); also the fallback `from`. */
-    user: string
-    /** Password for PLAIN/LOGIN (basic configuration only). */
-    pass?: string
-  }
+  auth?:
+    | {
+        /** The mailbox to authenticate as (env `TAS_SMTP_AUTH_USER`); also the fallback `from`. */
+        user: string
+        /** Password for PLAIN/LOGIN (basic configuration only). */
+        pass?: string
+      }
+    | NodemailerOAuth2Auth
   oauth2?: OAuth2Options
   tls?: TlsOptions
   /** The EHLO name (default: this machine's host name). */

@@ -54,7 +54,7 @@ class Transport extends EventEmitter {
     this.#summary = {
       host: config.host,
       port: config.port,
-      type: config.type === undefined ? (config.auth && config.auth.pass ? 'login' : 'none') : String(config.type),
+      type: config.type !== undefined ? String(config.type) : authKind(config.auth),
       user: config.auth ? config.auth.user : undefined,
     }
   }
@@ -179,6 +179,13 @@ class Transport extends EventEmitter {
   [inspect.custom]() {
     return `Transport ${inspect(this.#summary)}`
   }
+}
+
+/** What an `auth` object without a top-level `type` is: nodemailer's OAuth2 shape, a password, or nothing. */
+function authKind(auth) {
+  if (!auth || typeof auth !== 'object') return 'none'
+  if (typeof auth.type === 'string' && auth.type.toLowerCase() === 'oauth2') return 'oauth2'
+  return auth.pass ? 'login' : 'none'
 }
 
 // Native work does not hold Node's event loop; pending sends must. One timer, referenced

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { makeTestPki } from './support/certs.mjs';
-import { loadTransport } from './support/config.mjs';
+import { loadTransport, TEST_CLIENT_ID, TEST_CLIENT_SECRET, TEST_SCOPE, TEST_USER } from './support/config.mjs';
 import { startEnv } from './support/env.mjs';
 import { assertCode, rejection } from './support/errors.mjs';
 import { startSmtpServer } from './support/smtp-server.mjs';
@@ -63,4 +63,23 @@ test('service names a well-known host; authMethod must fit the config', T, () =>
     assert.throws(() => createTransport({ service: 'Nowhere Mail' }), /mail\.smtp\.service "Nowhere Mail" is not a service/);
     assert.throws(() => createTransport(env.config({ authMethod: 'LOGIN' })), /mail\.smtp\.authMethod "LOGIN" does not fit/);
     env.track(createTransport(env.config({ authMethod: 'XOAUTH2' })));
+});
+
+test("nodemailer's own OAuth2 auth shape (clientId, clientSecret, accessUrl) sends with the client_credentials grant", T, async () => {
+    const config = {
+        host: '127.0.0.1',
+        port: env.smtp.port,
+        tls: { ca: makeTestPki().caPem, servername: 'localhost' },
+        auth: { type: 'OAuth2', user: TEST_USER, clientId: TEST_CLIENT_ID, clientSecret: TEST_CLIENT_SECRET, accessUrl: env.token.url, scope: TEST_SCOPE },
+    };
+    const transport = env.track(createTransport(config));
+    assert.equal(transport.toJSON().type, 'oauth2');
+    const before = env.smtp.messages.length;
+    await transport.sendMail({ from: TEST_USER, to: 'rcpt@example.com', subject: 'nodemailer shape', text: 'x' });
+    assert.equal(env.smtp.messages.length, before + 1);
+    assert.equal(env.smtp.authAttempts.at(-1).method, 'XOAUTH2');
+    assert.throws(
+        () => createTransport({ ...config, auth: { ...config.auth, refreshToken: 'r' } }),
+        /^Error: mail\.smtp\.auth\.refreshToken is not supported yet/
+    );
 });

@@ -289,3 +289,9 @@ const nodemailerOptions: SmtpConfig = { service: 'Office365', requireTLS: true, 
 // @ts-expect-error opportunisticTLS cannot be turned on
 const opportunistic: SmtpConfig = { host: 'h', opportunisticTLS: true };
 void everyField, nodemailerOptions, opportunistic;
+const nodemailerShape: SmtpConfig = {
+    host: 'smtp.office365.com',
+    port: 587,
+    auth: { type: 'OAuth2', user: 'a@contoso.com', clientId: 'id', clientSecret: 's', accessUrl: 'https://login.microsoftonline.com/t/oauth2/v2.0/token' },
+};
+void nodemailerShape;

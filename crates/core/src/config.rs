@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Field, Value};
 use crate::oauth::{CertificateCredential, ClientCredential};
 use crate::secret::Secret;
@@ -399,6 +399,13 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
 fn parse_auth(root: &Field) -> Result<Auth> {
     let auth = root.child("auth");
     auth.optional_object()?;
+    let nodemailer_oauth2 = auth
+        .child("type")
+        .optional_string()?
+        .is_some_and(|kind| kind.eq_ignore_ascii_case("oauth2"));
+    if nodemailer_oauth2 && !root.child("type").is_present() {
+        return parse_nodemailer_oauth2(&auth);
+    }
     let is_oauth2 = match root.child("type").optional_string()? {
         Some(kind) if kind.eq_ignore_ascii_case("oauth2") => true,
         Some("login") | None => false,
@@ -420,6 +427,56 @@ fn parse_auth(root: &Field) -> Result<Auth> {
     Ok(Auth::Password {
         user,
         password: Secret::new(password),
+    })
+}
+
+/// The scope of Exchange Online in the global cloud.
+const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
+
+/// nodemailer's own OAuth2 shape, `auth: { type: 'OAuth2', user, clientId, clientSecret,
+/// accessUrl, scope? }`, as the client_credentials grant (the scope defaults to Exchange
+/// Online's). Its user-delegated forms (a refresh token, a fixed access token, a Google
+/// service account) are refused, naming the field.
+fn parse_nodemailer_oauth2(auth: &Field) -> Result<Auth> {
+    for key in [
+        "refreshToken",
+        "accessToken",
+        "expires",
+        "serviceClient",
+        "privateKey",
+    ] {
+        if auth.child(key).is_present() {
+            return Err(auth.child(key).error(
+                "is not supported yet: only the client_credentials grant is (auth.clientId + auth.clientSecret + auth.accessUrl), or the TAS shape (type: 'oauth2' with oauth2: { ... })",
+            ));
+        }
+    }
+    let user = auth.child("user").string()?.trim().to_string();
+    let mut mapped = Vec::new();
+    for (from, to) in [
+        ("accessUrl", "host"),
+        ("clientId", "clientId"),
+        ("clientSecret", "clientSecret"),
+        ("scope", "scope"),
+    ] {
+        if let Some(value) = auth.child(from).value() {
+            mapped.push((to.to_string(), value.clone()));
+        }
+    }
+    if !auth.child("scope").is_present() {
+        mapped.push(("scope".to_string(), Value::str(EXCHANGE_SCOPE)));
+    }
+    let mapped = Value::Object(mapped);
+    let oauth2 = parse_oauth2(&Field::root(auth.path(), &mapped, ErrorKind::Config)).map_err(|err| {
+        let host = format!("{}.host ", auth.path());
+        match err.message().strip_prefix(&host) {
+            Some(rest) => Error::config(format!("{}.accessUrl {rest}", auth.path())),
+            None => err,
+        }
+    })?;
+    Ok(Auth::OAuth2 {
+        user,
+        oauth2: Box::new(oauth2),
     })
 }
 
@@ -939,5 +996,59 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn nodemailer_oauth2_auth_is_the_client_credentials_grant() {
+        let config = Value::object([
+            ("host", Value::str("smtp.office365.com")),
+            ("port", Value::Number(587.0)),
+            (
+                "auth",
+                Value::object([
+                    ("type", Value::str("OAuth2")),
+                    ("user", Value::str("tas@contoso.com")),
+                    ("clientId", Value::str("00000000-0000-0000-0000-000000000001")),
+                    ("clientSecret", Value::str("canary-secret")),
+                    (
+                        "accessUrl",
+                        Value::str("https://login.microsoftonline.com/t/oauth2/v2.0/token"),
+                    ),
+                ]),
+            ),
+        ]);
+        let parsed = TransportConfig::from_value(&config, None).unwrap();
+        let Auth::OAuth2 { user, oauth2 } = &parsed.auth else {
+            panic!("not OAuth2: {:?}", parsed.auth)
+        };
+        assert_eq!(user, "tas@contoso.com");
+        assert_eq!(
+            oauth2.token_url.as_str(),
+            "https://login.microsoftonline.com/t/oauth2/v2.0/token"
+        );
+        assert_eq!(oauth2.scope, EXCHANGE_SCOPE);
+
+        let Value::Object(mut pairs) = config.clone() else {
+            unreachable!()
+        };
+        let Value::Object(auth) = &mut pairs[2].1 else {
+            unreachable!()
+        };
+        auth.retain(|(key, _)| key != "accessUrl");
+        auth.push(("refreshToken".into(), Value::str("canary-refresh")));
+        let err = TransportConfig::from_value(&Value::Object(pairs.clone()), None).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("mail.smtp.auth.refreshToken is not supported yet"),
+            "{}",
+            err.message()
+        );
+        assert!(!err.message().contains("canary"));
+        let Value::Object(auth) = &mut pairs[2].1 else {
+            unreachable!()
+        };
+        auth.retain(|(key, _)| key != "refreshToken");
+        let err = TransportConfig::from_value(&Value::Object(pairs), None).unwrap_err();
+        assert_eq!(err.message(), "mail.smtp.auth.accessUrl is missing");
     }
 }
