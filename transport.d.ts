@@ -68,6 +68,10 @@ export interface TlsOptions {
   minVersion?: 'TLSv1.2' | 'TLSv1.3'
   /** The name the SMTP server's certificate must match (default: `host`). */
   servername?: string
+  /** A client certificate chain (PEM), presented when the server asks for one; needs `key`. */
+  cert?: string | Buffer
+  /** The private key (PEM) of `cert`. */
+  key?: string | Buffer
 }
 
 /** A TAS `mail.smtp` object. */

@@ -3,7 +3,7 @@
 // unencrypted connection.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { makeTestPki } from './support/certs.mjs';
+import { makeClientCertificate, makeTestPki } from './support/certs.mjs';
 import { loadTransport, TEST_CLIENT_ID, TEST_CLIENT_SECRET, TEST_SCOPE, TEST_USER } from './support/config.mjs';
 import { startEnv } from './support/env.mjs';
 import { assertCode, rejection } from './support/errors.mjs';
@@ -81,5 +81,30 @@ test("nodemailer's own OAuth2 auth shape (clientId, clientSecret, accessUrl) sen
     assert.throws(
         () => createTransport({ ...config, auth: { ...config.auth, refreshToken: 'r' } }),
         /^Error: mail\.smtp\.auth\.refreshToken is not supported yet/
+    );
+});
+
+test('tls.cert + tls.key: the client certificate is presented to a server that asks for one; a key without its certificate is ECONFIG', T, async () => {
+    const client = makeClientCertificate({ commonName: 'relay client' });
+    const presented = [];
+    const server = await relay({
+        requestClientCert: true,
+        onSecureSocket: socket => presented.push(socket.getPeerCertificate().raw),
+    });
+    const transport = env.track(createTransport(relayConfig(server, { tls: { ca: makeTestPki().caPem, servername: 'localhost', cert: client.certPem, key: client.keyPkcs8Pem } })));
+    await transport.sendMail(message);
+    assert.equal(presented.length, 1);
+    assert.deepEqual(presented[0], client.der);
+
+    const anonymous = env.track(createTransport(relayConfig(server)));
+    await anonymous.sendMail(message);
+    assert.equal(presented.length, 2);
+    assert.equal(presented[1], undefined, 'no certificate without tls.cert');
+
+    assert.throws(() => createTransport(relayConfig(server, { tls: { key: client.keyPkcs8Pem } })), /mail\.smtp\.tls\.cert is missing: tls\.key needs its certificate/);
+    const other = makeClientCertificate();
+    assert.throws(
+        () => createTransport(relayConfig(server, { tls: { cert: client.certPem, key: other.keyPkcs8Pem } })),
+        err => err.code === 'ECONFIG' && /tls\.key does not fit/.test(err.message) && !err.message.includes('PRIVATE KEY')
     );
 });

@@ -46,6 +46,7 @@ function smtpError(responseCode, message) {
  * @param {{responseCode:number,message:string}} [opts.authRefusal]  default 535 "5.7.3 Authentication unsuccessful"
  * @param {boolean} [opts.noStartTls]     do not offer (nor accept) STARTTLS
  * @param {boolean} [opts.authOptional]   accept MAIL without AUTH (a relay that trusts the network)
+ * @param {boolean} [opts.requestClientCert] ask for a TLS client certificate (accepting any)
  * @param {boolean} [opts.implicitTls]    TLS from the first byte (port-465 style, `secure: true` clients)
  * @param {{certPem:string,keyPem:string}} [opts.pki]  server certificate (default makeTestPki())
  * @param {string[]} [opts.refuseRecipients]  RCPT TO addresses answered 550 5.1.1
@@ -141,6 +142,8 @@ export async function startSmtpServer(opts = {}) {
         cert: pki.certPem,
         authMethods: opts.authMethods || ['XOAUTH2'],
         authOptional: !!opts.authOptional,
+        // Ask for a client certificate (any is accepted; tests read it from the TLS socket).
+        ...(opts.requestClientCert ? { requestCert: true, rejectUnauthorized: false } : {}),
         hideSTARTTLS: !!opts.noStartTls,
         disabledCommands: opts.noStartTls ? ['STARTTLS'] : [],
         size: opts.size || 0,

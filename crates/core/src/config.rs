@@ -271,6 +271,25 @@ pub struct TlsOptions {
     pub servername: Option<String>,
     /// `tls.minVersion: 'TLSv1.3'` refuses TLS 1.2; TLS 1.2 is the floor either way.
     pub tls13_only: bool,
+    /// A client certificate (`tls.cert` + `tls.key`), for servers that ask for one.
+    pub client_identity: Option<ClientIdentity>,
+}
+
+/// A certificate chain and its private key, presented when a server asks for one.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: std::sync::Arc<rustls::pki_types::PrivateKeyDer<'static>>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClientIdentity({} certificates, key <redacted>)",
+            self.chain.len()
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -665,6 +684,7 @@ fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> 
     }
     Ok(TlsOptions {
         extra_ca,
+        client_identity: parse_client_identity(field)?,
         verify_certificates: field.child("rejectUnauthorized").optional_bool()?.unwrap_or(true),
         servername: field.child("servername").optional_string()?.map(str::to_string),
         tls13_only: match field.child("minVersion").optional_string()? {
@@ -677,6 +697,53 @@ fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> 
             }
         },
     })
+}
+
+/// `tls.cert` (PEM, the chain) and `tls.key` (PEM private key): both or neither. Errors
+/// never show key material.
+fn parse_client_identity(field: &Field) -> Result<Option<ClientIdentity>> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = |name: &str| -> Result<Option<Vec<u8>>> {
+        let item = field.child(name);
+        match item.value() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.as_bytes().to_vec())),
+            Some(Value::Bytes(bytes)) => Ok(Some(bytes.to_vec())),
+            Some(other) => Err(item.error(format!(
+                "must be PEM (a string or Buffer), got {}",
+                other.type_name()
+            ))),
+        }
+    };
+    let (cert, key) = match (pem("cert")?, pem("key")?) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(field
+                .child("key")
+                .error("is missing: tls.cert needs its private key"))
+        }
+        (None, Some(_)) => {
+            return Err(field
+                .child("cert")
+                .error("is missing: tls.key needs its certificate"))
+        }
+        (Some(cert), Some(key)) => (cert, key),
+    };
+    let chain = parse_pem_certificates(&cert).map_err(|problem| field.child("cert").error(problem))?;
+    if chain.is_empty() {
+        return Err(field
+            .child("cert")
+            .error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
+        field
+            .child("key")
+            .error("is not a PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)")
+    })?;
+    Ok(Some(ClientIdentity {
+        chain,
+        key: std::sync::Arc::new(key),
+    }))
 }
 
 fn parse_pem_certificates(pem: &[u8]) -> std::result::Result<Vec<CertificateDer<'static>>, String> {

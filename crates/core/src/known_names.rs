@@ -136,7 +136,14 @@ impl NameScope {
                 "thumbprintSha256",
                 "thumbprint",
             ],
-            NameScope::Tls => &["ca", "rejectUnauthorized", "servername", "minVersion"],
+            NameScope::Tls => &[
+                "ca",
+                "rejectUnauthorized",
+                "servername",
+                "minVersion",
+                "cert",
+                "key",
+            ],
         }
     }
 
@@ -158,8 +165,6 @@ impl NameScope {
             ],
             NameScope::OAuth2 => &[],
             NameScope::Tls => &[
-                ("cert", "client certificates are not supported"),
-                ("key", "client certificates are not supported"),
                 ("ciphers", "rustls chooses its cipher suites"),
             ],
         }

@@ -30,12 +30,21 @@ pub fn rustls_client_config(options: &TlsOptions) -> Result<rustls::ClientConfig
                 .add(der.clone())
                 .map_err(|err| Error::new(ErrorKind::Tls, format!("tls.ca: {err}")))?;
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     } else {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
+    };
+    let config = match &options.client_identity {
+        None => config.with_no_client_auth(),
+        Some(identity) => config
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|err| {
+                Error::config(format!(
+                    "mail.smtp.tls.key does not fit mail.smtp.tls.cert: {err}"
+                ))
+            })?,
     };
     Ok(config)
 }

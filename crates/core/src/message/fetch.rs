@@ -40,6 +40,7 @@ pub(super) async fn fetch_url(
         verify_certificates: true,
         servername: None,
         tls13_only: false,
+        client_identity: None,
     };
     let host = parsed.host_str().unwrap_or_default().to_string();
     let client = reqwest::Client::builder()
