@@ -188,6 +188,9 @@ async fn alternatives(
             .ok_or_else(|| item.wrong_type("an object such as { contentType, content }"))?;
         let (source, data_type) = load_source(&item, context).await?;
         let filename = item.child("filename").optional_string()?.map(str::to_string);
+        if let Some(name) = &filename {
+            item.child("filename").check_header_text(name)?;
+        }
         let content_type = match item.child("contentType").optional_string()? {
             Some(text) => checked_content_type(&item.child("contentType"), text)?,
             None => data_type.unwrap_or_else(|| {
