@@ -119,7 +119,19 @@ const TYPE_TABLE_DIFFERENCES = { 'text/xml': 'application/xml' };
  * What nodemailer's build and this package's differ in on purpose (README, "Differences
  * from nodemailer"), made equal. `side` is 'ours' or 'nodemailer'.
  */
-function withoutIntendedDifferences(view, side) {
+/** A message whose whole body is one attachment given as `raw`. */
+function isOneRawPart(message) {
+    const bodies = ['text', 'html', 'watchHtml', 'amp', 'icalEvent', 'alternatives'].filter(key => message[key]);
+    const attachments = [].concat(message.attachments || []);
+    return bodies.length === 0 && attachments.length === 1 && Boolean(attachments[0].raw);
+}
+
+function withoutIntendedDifferences(view, side, message) {
+    if (isOneRawPart(message)) {
+        // nodemailer sends such a part alone, as the whole message: no From, To or Subject.
+        // This package keeps the message's header fields above the part.
+        view = { ...view, headers: {}, subject: undefined };
+    }
     const headers = { ...view.headers };
     // nodemailer's streamTransport keeps the Bcc header (keepBcc); its SMTP transport, like
     // this package, never sends it.
@@ -180,11 +192,11 @@ test(`a corpus of ${COUNT} messages (seed ${SEED}) parses the same as nodemailer
                 const found = differencesOf(
                     {
                         envelope: { from: received.envelope.from, to: received.envelope.to },
-                        ...withoutIntendedDifferences(await view(received.raw), 'ours'),
+                        ...withoutIntendedDifferences(await view(received.raw), 'ours', ours[index].message),
                     },
                     {
                         envelope: { from: expected.envelope.from, to: expected.envelope.to },
-                        ...withoutIntendedDifferences(await view(expected.message), 'nodemailer'),
+                        ...withoutIntendedDifferences(await view(expected.message), 'nodemailer', ours[index].message),
                     }
                 );
                 if (found.length) {

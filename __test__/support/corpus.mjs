@@ -97,7 +97,7 @@ const CONTENT_TYPES = ['application/pdf', 'image/png', 'text/plain', 'text/csv',
 
 /** One attachment in one of nodemailer's forms. */
 function attachment(rand, index) {
-    const form = int(rand, 0, 7);
+    const form = int(rand, 0, 12);
     const named = chance(rand, 0.8);
     const base = named ? { filename: pick(rand, FILE_NAMES) } : { contentType: pick(rand, CONTENT_TYPES) };
     switch (form) {
@@ -115,6 +115,14 @@ function attachment(rand, index) {
             return { ...base, content: bytes(rand, int(rand, 70_000, 200_000)) }; // streamed as base64
         case 6:
             return { ...base, content: 'line one\nline two\n', contentDisposition: 'inline' };
+        case 8:
+            return { ...base, content: 'quoted: ' + words(rand, 12), contentTransferEncoding: 'quoted-printable' };
+        case 9:
+            return { filename: 'forwarded.eml', content: `From: a@example.com\r\nSubject: ${pick(rand, ['fwd', 'Grüße'])}\r\n\r\n${words(rand, 6)}\r\n` };
+        case 10:
+            return { raw: `Content-Type: text/plain; name="raw-${index}.txt"\r\nContent-Disposition: attachment; filename="raw-${index}.txt"\r\n\r\nraw part ${index}` };
+        case 11:
+            return { ...base, content: bytes(rand, int(rand, 1, 300)), filename: false, contentType: 'application/octet-stream' };
         default:
             return { ...base, content: 'utf-8 text: ' + words(rand, 10), headers: { 'X-Attachment-Note': words(rand, 3) } };
     }
@@ -140,8 +148,12 @@ const FIELDS = {
     watchHtml: rand => ({ watchHtml: `<b>${words(rand, 3).replace(/[<>&]/g, '')}</b>` }),
     amp: rand => ({ amp: `<!doctype html><html ⚡4email><head></head><body>${words(rand, 4).replace(/[<>&]/g, '')}</body></html>` }),
     alternatives: rand => ({
-        alternatives: [{ contentType: 'text/x-web-markdown', content: `**${words(rand, 4)}**` }],
+        alternatives: [
+            { contentType: 'text/x-web-markdown', content: `**${words(rand, 4)}**` },
+            ...(chance(rand, 0.5) ? [{ path: `data:text/enriched,${encodeURIComponent(words(rand, 3))}` }] : []),
+        ],
     }),
+    bufferText: rand => ({ text: Buffer.from(bodyText(rand)) }),
     attachments: rand => ({ attachments: Array.from({ length: int(rand, 1, 6) }, (_, i) => attachment(rand, i)) }),
     manyAttachments: rand => ({ attachments: Array.from({ length: int(rand, 10, 25) }, (_, i) => attachment(rand, i)).filter(a => !(a.content && a.content.length > 60_000)) }),
     inlineImages: rand => {
