@@ -178,7 +178,15 @@ pub async fn build_message(
         }
         custom_lines.push(value);
     }
-    let message_id = headers
+    // The Message-ID sent: the field's or lettre's, or a custom header's that replaced it.
+    let mut sent_headers = headers.clone();
+    for value in custom_lines
+        .iter()
+        .filter(|value| value_name(value).eq_ignore_ascii_case("message-id"))
+    {
+        sent_headers.insert_raw(value.clone());
+    }
+    let message_id = sent_headers
         .get_raw("Message-ID")
         .unwrap_or_default()
         .trim()
@@ -352,6 +360,20 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn a_custom_message_id_header_is_the_message_id() {
+        let message = build(Value::object([
+            ("to", Value::str("a@example.com")),
+            (
+                "headers",
+                Value::object([("Message-ID", Value::str("<custom-1@example.com>"))]),
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(message.message_id, "<custom-1@example.com>");
+        assert_eq!(text(&message).matches("Message-ID:").count(), 1);
     }
 
     #[test]
