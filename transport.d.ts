@@ -45,7 +45,7 @@ export interface OAuth2Options {
   timeout?: number
 }
 
-/** nodemailer's own OAuth2 shape, as the client_credentials grant (no top-level `type`). */
+/** nodemailer's own OAuth2 shape (no top-level `type`): refresh_token grant with `refreshToken`, else client_credentials. */
 export interface NodemailerOAuth2Auth {
   type: 'OAuth2' | 'oauth2'
   /** The mailbox to send as. */
@@ -54,6 +54,8 @@ export interface NodemailerOAuth2Auth {
   clientSecret: string
   /** The token endpoint, e.g. `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`. */
   accessUrl: string
+  /** A user's refresh token: tokens then come from the refresh_token grant (else client_credentials). */
+  refreshToken?: string
   /** Default `'https://outlook.office365.com/.default'`. */
   scope?: string
 }

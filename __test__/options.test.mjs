@@ -79,8 +79,8 @@ test("nodemailer's own OAuth2 auth shape (clientId, clientSecret, accessUrl) sen
     assert.equal(env.smtp.messages.length, before + 1);
     assert.equal(env.smtp.authAttempts.at(-1).method, 'XOAUTH2');
     assert.throws(
-        () => createTransport({ ...config, auth: { ...config.auth, refreshToken: 'r' } }),
-        /^Error: mail\.smtp\.auth\.refreshToken is not supported yet/
+        () => createTransport({ ...config, auth: { ...config.auth, accessToken: 'a', expires: 1 } }),
+        /^Error: mail\.smtp\.auth\.accessToken is not supported yet/
     );
 });
 
@@ -107,4 +107,39 @@ test('tls.cert + tls.key: the client certificate is presented to a server that a
         () => createTransport(relayConfig(server, { tls: { cert: client.certPem, key: other.keyPkcs8Pem } })),
         err => err.code === 'ECONFIG' && /tls\.key does not fit/.test(err.message) && !err.message.includes('PRIVATE KEY')
     );
+});
+
+test("nodemailer's OAuth2 auth with refreshToken uses the refresh_token grant; a refused refresh token is EOAUTH2 without the token in it", T, async () => {
+    const refreshToken = 'canary-refresh-token-0.AXkA~Zt3';
+    env.token.setHandler((req, form, res, next) => {
+        if (form.grant_type !== 'refresh_token') {
+            return next();
+        }
+        if (form.refresh_token === refreshToken && form.client_id === TEST_CLIENT_ID && form.client_secret === TEST_CLIENT_SECRET) {
+            return env.token.respondWithToken(res);
+        }
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'invalid_grant', error_description: `AADSTS9002313: Invalid request. The refresh token ${form.refresh_token} is malformed.`, error_codes: [9002313] }));
+    });
+    try {
+        const config = {
+            host: '127.0.0.1',
+            port: env.smtp.port,
+            tls: { ca: makeTestPki().caPem, servername: 'localhost' },
+            auth: { type: 'OAuth2', user: TEST_USER, clientId: TEST_CLIENT_ID, clientSecret: TEST_CLIENT_SECRET, refreshToken, accessUrl: env.token.url, scope: TEST_SCOPE },
+        };
+        const transport = env.track(createTransport(config));
+        await transport.sendMail({ from: TEST_USER, to: 'rcpt@example.com', subject: 'refresh grant', text: 'x' });
+        const request = env.token.requests.at(-1);
+        assert.equal(request.form.grant_type, 'refresh_token');
+        assert.equal(request.form.refresh_token, refreshToken);
+
+        const wrong = env.track(createTransport({ ...config, auth: { ...config.auth, refreshToken: `${refreshToken}-revoked` } }));
+        const err = await rejection(wrong.sendMail({ from: TEST_USER, to: 'rcpt@example.com', subject: 'x', text: 'x' }));
+        assertCode(err, 'EOAUTH2');
+        assert.equal(err.oauthError, 'invalid_grant');
+        assert.ok(!JSON.stringify({ message: err.message, response: err.response }).includes('canary-refresh-token'), err.message);
+    } finally {
+        env.token.setHandler(null);
+    }
 });

@@ -295,3 +295,8 @@ const nodemailerShape: SmtpConfig = {
     auth: { type: 'OAuth2', user: 'a@contoso.com', clientId: 'id', clientSecret: 's', accessUrl: 'https://login.microsoftonline.com/t/oauth2/v2.0/token' },
 };
 void nodemailerShape;
+const refreshShape: SmtpConfig = {
+    host: 'smtp.office365.com',
+    auth: { type: 'OAuth2', user: 'a@contoso.com', clientId: 'id', clientSecret: 's', refreshToken: 'r', accessUrl: 'https://login.microsoftonline.com/t/oauth2/v2.0/token' },
+};
+void refreshShape;

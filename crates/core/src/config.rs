@@ -242,12 +242,33 @@ impl Auth {
     }
 }
 
+/// The OAuth2 grant of the token requests.
+#[derive(Clone)]
+pub enum Grant {
+    /// The app's own token (`grant_type=client_credentials`): what a server uses.
+    ClientCredentials,
+    /// A user's delegated token, renewed with this refresh token (nodemailer's
+    /// `auth.refreshToken`; `grant_type=refresh_token`).
+    RefreshToken(Secret),
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grant::ClientCredentials => f.write_str("ClientCredentials"),
+            Grant::RefreshToken(_) => f.write_str("RefreshToken(<redacted>)"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct OAuth2Config {
     /// The token endpoint (`oauth2.host` in the TAS config, or built from `tenantId`).
     pub token_url: reqwest::Url,
     pub client_id: String,
     pub credential: ClientCredential,
+    /// How tokens are obtained: the app's own (client_credentials), or a user's refresh token.
+    pub grant: Grant,
     pub scope: String,
     /// The tenant tokens must come from: `tenantId`, or the tenant id in the token URL.
     pub tenant_id: Option<String>,
@@ -453,23 +474,21 @@ fn parse_auth(root: &Field) -> Result<Auth> {
 const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
 
 /// nodemailer's own OAuth2 shape, `auth: { type: 'OAuth2', user, clientId, clientSecret,
-/// accessUrl, scope? }`, as the client_credentials grant (the scope defaults to Exchange
-/// Online's). Its user-delegated forms (a refresh token, a fixed access token, a Google
-/// service account) are refused, naming the field.
+/// accessUrl, refreshToken?, scope? }`: the refresh_token grant when `refreshToken` is given,
+/// else client_credentials (the scope defaults to Exchange Online's). A fixed access token
+/// and a Google service account are refused, naming the field.
 fn parse_nodemailer_oauth2(auth: &Field) -> Result<Auth> {
-    for key in [
-        "refreshToken",
-        "accessToken",
-        "expires",
-        "serviceClient",
-        "privateKey",
-    ] {
+    for key in ["accessToken", "expires", "serviceClient", "privateKey"] {
         if auth.child(key).is_present() {
             return Err(auth.child(key).error(
-                "is not supported yet: only the client_credentials grant is (auth.clientId + auth.clientSecret + auth.accessUrl), or the TAS shape (type: 'oauth2' with oauth2: { ... })",
+                "is not supported yet: give auth.refreshToken (a user's token) or nothing (the app's own, client_credentials) with auth.clientId + auth.clientSecret + auth.accessUrl, or use the TAS shape (type: 'oauth2' with oauth2: { ... })",
             ));
         }
     }
+    let refresh_token = match auth.child("refreshToken").is_present() {
+        true => Some(Secret::new(auth.child("refreshToken").secret()?)),
+        false => None,
+    };
     let user = auth.child("user").string()?.trim().to_string();
     let mut mapped = Vec::new();
     for (from, to) in [
@@ -493,6 +512,10 @@ fn parse_nodemailer_oauth2(auth: &Field) -> Result<Auth> {
             None => err,
         }
     })?;
+    let mut oauth2 = oauth2;
+    if let Some(refresh_token) = refresh_token {
+        oauth2.grant = Grant::RefreshToken(refresh_token);
+    }
     Ok(Auth::OAuth2 {
         user,
         oauth2: Box::new(oauth2),
@@ -582,6 +605,7 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
         token_url,
         client_id,
         credential: parse_credential(field)?,
+        grant: Grant::ClientCredentials,
         scope,
         proxy,
         renew_before,
@@ -1102,11 +1126,11 @@ mod tests {
             unreachable!()
         };
         auth.retain(|(key, _)| key != "accessUrl");
-        auth.push(("refreshToken".into(), Value::str("canary-refresh")));
+        auth.push(("accessToken".into(), Value::str("canary-access")));
         let err = TransportConfig::from_value(&Value::Object(pairs.clone()), None).unwrap_err();
         assert!(
             err.message()
-                .starts_with("mail.smtp.auth.refreshToken is not supported yet"),
+                .starts_with("mail.smtp.auth.accessToken is not supported yet"),
             "{}",
             err.message()
         );
@@ -1114,7 +1138,7 @@ mod tests {
         let Value::Object(auth) = &mut pairs[2].1 else {
             unreachable!()
         };
-        auth.retain(|(key, _)| key != "refreshToken");
+        auth.retain(|(key, _)| key != "accessToken");
         let err = TransportConfig::from_value(&Value::Object(pairs), None).unwrap_err();
         assert_eq!(err.message(), "mail.smtp.auth.accessUrl is missing");
     }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
-use crate::config::OAuth2Config;
+use crate::config::{Grant, OAuth2Config};
 use crate::error::{Error, ErrorKind, OAuthErrorBody, Result};
 use crate::hints::oauth_hint;
 use crate::oauth::credential::ClientCredential;
@@ -95,7 +95,16 @@ struct ErrorBody {
 /// Parses the token endpoint's answer. `secret` is scrubbed from any text that is kept,
 /// in case a server echoes what it was sent.
 pub fn parse_token_response(status: u16, body: &[u8], secret: &Secret) -> Result<TokenGrant> {
-    let scrub = |text: &str| scrub_secret(text, secret.expose());
+    parse_token_response_scrubbing(status, body, &[secret])
+}
+
+/// [`parse_token_response`], scrubbing each of `secrets` (a client secret and a refresh token).
+fn parse_token_response_scrubbing(status: u16, body: &[u8], secrets: &[&Secret]) -> Result<TokenGrant> {
+    let scrub = |text: &str| {
+        secrets.iter().fold(text.to_string(), |text, secret| {
+            scrub_secret(&text, secret.expose())
+        })
+    };
     if (200..300).contains(&status) {
         let parsed: SuccessBody = serde_json::from_slice(body).map_err(|err| {
             Error::new(
@@ -251,10 +260,18 @@ async fn request_once(http: &reqwest::Client, config: &OAuth2Config) -> Result<T
         }
     };
     let mut form = vec![
-        ("grant_type", "client_credentials"),
         ("client_id", config.client_id.as_str()),
         ("scope", config.scope.as_str()),
     ];
+    let mut scrubbed_too = Vec::new();
+    match &config.grant {
+        Grant::ClientCredentials => form.insert(0, ("grant_type", "client_credentials")),
+        Grant::RefreshToken(refresh_token) => {
+            form.insert(0, ("grant_type", "refresh_token"));
+            form.push(("refresh_token", refresh_token.expose()));
+            scrubbed_too.push(refresh_token);
+        }
+    }
     if credential_field == "client_assertion" {
         form.push((
             "client_assertion_type",
@@ -281,7 +298,10 @@ async fn request_once(http: &reqwest::Client, config: &OAuth2Config) -> Result<T
                 .with_http_status(status)));
             }
         }
-        let mut outcome = parse_token_response(status, &body, &scrubbed);
+        let secrets: Vec<&Secret> = std::iter::once(&scrubbed)
+            .chain(scrubbed_too.iter().copied())
+            .collect();
+        let mut outcome = parse_token_response_scrubbing(status, &body, &secrets);
         if status == 429 {
             let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER);
             outcome = outcome.map_err(|err| err.with_retry_after(wait));
