@@ -92,16 +92,18 @@ async fn connect(
         }
         _ => Socket::Tcp(tcp),
     };
-    let target = match proxy.kind {
+    let literal = config.host.trim_start_matches('[').trim_end_matches(']').parse();
+    let target = match (proxy.kind, literal) {
+        (_, Ok(ip)) => Target::Address(std::net::SocketAddr::new(ip, config.port)),
         // `socks5://`: the SMTP host is resolved here, and the proxy is given an address.
-        ProxyKind::Socks5 { remote_dns: false } => {
+        (ProxyKind::Socks5 { remote_dns: false }, _) => {
             let here = DialOptions {
                 local_address: None,
                 ..options
             };
             Target::Address(dial::addresses(&config.host, config.port, &here).await?[0])
         }
-        _ => Target::Name(&config.host, config.port),
+        (_, Err(_)) => Target::Name(&config.host, config.port),
     };
     proxy::open_tunnel(&mut socket, proxy, &target).await?;
     logger.transcript(|| {
