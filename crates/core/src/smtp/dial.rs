@@ -199,7 +199,7 @@ async fn attempt(addr: SocketAddr, local_address: Option<IpAddr>) -> io::Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
     use std::time::Instant;
 
@@ -216,14 +216,14 @@ mod tests {
     }
 
     /// A listening socket that never accepts, its queue filled: Linux drops further SYNs, so
-    /// a connect to it hangs, as to a black-holed address. The returned value keeps it so.
-    async fn black_hole(
-        ip: IpAddr,
-    ) -> (
-        SocketAddr,
-        Vec<tokio::task::JoinHandle<()>>,
-        tokio::net::TcpListener,
-    ) {
+    /// a connect to it hangs, as to a black-holed address, while this value lives.
+    pub(in crate::smtp) struct BlackHole {
+        pub addr: SocketAddr,
+        _listener: TcpListener,
+        _queued: Vec<TcpStream>,
+    }
+
+    pub(in crate::smtp) async fn black_hole(ip: IpAddr) -> BlackHole {
         let socket = if ip.is_ipv4() {
             TcpSocket::new_v4().unwrap()
         } else {
@@ -232,17 +232,16 @@ mod tests {
         socket.bind(SocketAddr::new(ip, 0)).unwrap();
         let listener = socket.listen(1).unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut fillers = Vec::new();
-        for _ in 0..3 {
-            fillers.push(tokio::spawn(async move {
-                if let Ok(tcp) = TcpStream::connect(addr).await {
-                    std::future::pending::<()>().await;
-                    drop(tcp);
-                }
-            }));
+        // The accept queue of a backlog-1 socket holds two connections.
+        let mut queued = Vec::new();
+        for _ in 0..2 {
+            queued.push(TcpStream::connect(addr).await.unwrap());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        (addr, fillers, listener)
+        BlackHole {
+            addr,
+            _listener: listener,
+            _queued: queued,
+        }
     }
 
     fn options(resolver: &Resolver) -> DialOptions<'_> {
@@ -269,7 +268,8 @@ mod tests {
     #[tokio::test]
     async fn a_black_holed_first_address_costs_one_attempt_delay_not_the_timeout() {
         // smtp.example.test is [::1] (black-holed) and 127.0.0.1 (listening), on one port.
-        let (silent, _fillers, _hole) = black_hole(IpAddr::V6(Ipv6Addr::LOCALHOST)).await;
+        let hole = black_hole(IpAddr::V6(Ipv6Addr::LOCALHOST)).await;
+        let silent = hole.addr;
         let _server = TcpListener::bind((Ipv4Addr::LOCALHOST, silent.port()))
             .await
             .unwrap();

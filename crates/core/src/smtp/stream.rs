@@ -249,3 +249,52 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::time::{Duration, Instant};
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::config::Resolver;
+    use crate::input::Value;
+    use crate::smtp::dial::tests::black_hole;
+
+    #[tokio::test]
+    async fn the_config_resolver_feeds_happy_eyeballs_and_the_first_connection_wins() {
+        let hole = black_hole(IpAddr::V6(Ipv6Addr::LOCALHOST)).await;
+        let silent = hole.addr;
+        let server = TcpListener::bind((Ipv4Addr::LOCALHOST, silent.port()))
+            .await
+            .unwrap();
+        let smtp = Value::object([
+            ("host", Value::str("smtp.example.test")),
+            ("port", Value::Number(f64::from(silent.port()))),
+            ("connectionTimeout", Value::Number(10_000.0)),
+        ]);
+        let mut config = TransportConfig::from_value(&smtp, None).unwrap();
+        config.network.resolver = Resolver::fixed(|host| {
+            assert_eq!(host, "smtp.example.test");
+            Ok(vec![
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ])
+        });
+        let tls = Arc::new(crate::tls::rustls_client_config(&config.tls).unwrap());
+        let started = Instant::now();
+        let socket = open(&config, &tls, &Logger::default()).await.unwrap();
+        let Socket::Tcp(tcp) = socket else {
+            panic!("a direct connection is plain TCP")
+        };
+        assert_eq!(tcp.peer_addr().unwrap(), server.local_addr().unwrap());
+        assert!(tcp.nodelay().unwrap());
+        // Generous: one attempt delay (250 ms), far from the 10 s connection timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+}
