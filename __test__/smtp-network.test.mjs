@@ -18,9 +18,11 @@ const CHILD = fileURLToPath(new URL('./support/happy-eyeballs-child.mjs', import
 const mail = subject => ({ from: TEST_USER, to: 'rcpt@example.com', subject, text: subject });
 
 // A private network namespace (loopback only) and mount namespace (its own /etc/hosts): the
-// name smtp.example.test gets two addresses without touching the machine's /etc/hosts.
-const namespaces = spawnSync('unshare', ['-n', '-m', '--', 'sh', '-c', 'ip link set lo up'], { stdio: 'ignore' });
-const NO_NAMESPACES = namespaces.status === 0 ? false : 'needs root, unshare and ip for a private network namespace';
+// name smtp.example.test gets two addresses without touching the machine's /etc/hosts. Without
+// root, a user namespace (-r) where unprivileged ones are allowed.
+const UNSHARE = [...(process.getuid() === 0 ? [] : ['-r']), '-n', '-m', '--'];
+const namespaces = spawnSync('unshare', [...UNSHARE, 'sh', '-c', 'ip link set lo up'], { stdio: 'ignore' });
+const NO_NAMESPACES = namespaces.status === 0 ? false : 'needs unshare and ip, and root or unprivileged user namespaces';
 
 test('Happy Eyeballs: smtp.example.test = [::1] (black-holed) + 127.0.0.1 -> sent over IPv4 well within connectionTimeout', { ...T, skip: NO_NAMESPACES }, async t => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smtp-network-'));
@@ -28,7 +30,7 @@ test('Happy Eyeballs: smtp.example.test = [::1] (black-holed) + 127.0.0.1 -> sen
     const hosts = path.join(dir, 'hosts');
     fs.writeFileSync(hosts, '::1 smtp.example.test\n127.0.0.1 smtp.example.test localhost\n');
     const script = 'ip link set lo up && mount --bind "$1" /etc/hosts && exec "$2" "$3"';
-    const child = spawn('unshare', ['-n', '-m', '--', 'sh', '-c', script, 'sh', hosts, process.execPath, CHILD], {
+    const child = spawn('unshare', [...UNSHARE, 'sh', '-c', script, 'sh', hosts, process.execPath, CHILD], {
         stdio: ['ignore', 'pipe', 'pipe']
     });
     let stdout = '';

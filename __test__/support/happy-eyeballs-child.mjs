@@ -4,8 +4,8 @@
 // 127.0.0.1:PORT; [::1]:PORT is black-holed: a listening socket in a process whose event loop
 // is blocked (so it never accepts) with its accept queue full, so Linux drops further SYNs and
 // connects hang, as over a broken IPv6 route. Sends through the public API and prints one JSON
-// line: the outcome, how long the send took, the same send straight to 127.0.0.1 for
-// comparison, whether a plain connect to [::1]:PORT hangs (the premise), and the log.
+// line: the outcome, how long the send took, the same send straight to 127.0.0.1 (after a
+// warm-up send) for comparison, whether a plain connect to [::1]:PORT hangs (the premise), and the log.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -71,6 +71,7 @@ await new Promise(resolve => setTimeout(resolve, 200));
 const result = { port };
 result.probe = await probe('::1', port, 1000);
 const config = env.config({ connectionTimeout: 10000, maxRetries: 0 });
+await timedSend(config, 'warm-up'); // the first send also pays for loading and JIT
 result.direct = await timedSend(config, 'straight to 127.0.0.1');
 result.dualStack = await timedSend({ ...config, host: 'smtp.example.test' }, 'to smtp.example.test');
 result.remoteAddress = env.smtp.connections.at(-1).remoteAddress;
