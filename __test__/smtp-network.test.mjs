@@ -24,13 +24,17 @@ const UNSHARE = [...(process.getuid() === 0 ? [] : ['-r']), '-n', '-m', '--'];
 const namespaces = spawnSync('unshare', [...UNSHARE, 'sh', '-c', 'ip link set lo up'], { stdio: 'ignore' });
 const NO_NAMESPACES = namespaces.status === 0 ? false : 'needs unshare and ip, and root or unprivileged user namespaces';
 
-test('Happy Eyeballs: smtp.example.test = [::1] (black-holed) + 127.0.0.1 -> sent over IPv4 well within connectionTimeout', { ...T, skip: NO_NAMESPACES }, async t => {
+/** Runs support/happy-eyeballs-child.mjs in the namespaces; resolves with the JSON it prints. */
+async function runNamespacedChild(t) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smtp-network-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const hosts = path.join(dir, 'hosts');
     fs.writeFileSync(hosts, '::1 smtp.example.test\n127.0.0.1 smtp.example.test localhost\n');
-    const script = 'ip link set lo up && mount --bind "$1" /etc/hosts && exec "$2" "$3"';
-    const child = spawn('unshare', [...UNSHARE, 'sh', '-c', script, 'sh', hosts, process.execPath, CHILD], {
+    // glibc would wait 30 s per try for the silent name server.
+    const resolvConf = path.join(dir, 'resolv.conf');
+    fs.writeFileSync(resolvConf, 'nameserver 127.0.0.1\noptions timeout:30 attempts:1\n');
+    const script = 'ip link set lo up && mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && exec "$3" "$4"';
+    const child = spawn('unshare', [...UNSHARE, 'sh', '-c', script, 'sh', hosts, resolvConf, process.execPath, CHILD], {
         stdio: ['ignore', 'pipe', 'pipe']
     });
     let stdout = '';
@@ -41,7 +45,14 @@ test('Happy Eyeballs: smtp.example.test = [::1] (black-holed) + 127.0.0.1 -> sen
     const [code] = await new Promise(resolve => child.on('close', (...args) => resolve(args)));
     clearTimeout(guard);
     assert.equal(code, 0, `the namespaced child failed:\n${stderr}`);
-    const result = JSON.parse(stdout.trim().split('\n').at(-1));
+    return JSON.parse(stdout.trim().split('\n').at(-1));
+}
+
+let namespaced;
+
+test('Happy Eyeballs: smtp.example.test = [::1] (black-holed) + 127.0.0.1 -> sent over IPv4 well within connectionTimeout', { ...T, skip: NO_NAMESPACES }, async t => {
+    namespaced = await runNamespacedChild(t);
+    const result = namespaced;
     t.diagnostic(`send to 127.0.0.1: ${result.direct.ms} ms; to smtp.example.test with [::1] black-holed: ${result.dualStack.ms} ms`);
 
     assert.equal(result.probe, 'hangs', 'the premise: a connect to [::1]:PORT hangs');
@@ -52,6 +63,15 @@ test('Happy Eyeballs: smtp.example.test = [::1] (black-holed) + 127.0.0.1 -> sen
     // The black-holed address costs one attempt delay (250 ms), not the 10 s connectionTimeout:
     // asserted generously, the figure is in the diagnostic above.
     assert.ok(result.dualStack.ms < 5000, `the send took ${result.dualStack.ms} ms`);
+});
+
+test('dnsTimeout: a name server that never answers -> ETIMEDOUT after dnsTimeout, not connectionTimeout', { ...T, skip: NO_NAMESPACES }, async t => {
+    // The same namespaced run as the test above (one child for both).
+    const { slowDns } = namespaced ?? (await runNamespacedChild(t));
+    assert.equal(slowDns.ok, false, 'the name cannot resolve');
+    assert.equal(slowDns.code, 'ETIMEDOUT');
+    assert.equal(slowDns.message, 'resolving unlisted.example.test timed out after 500 ms (dnsTimeout)');
+    assert.ok(slowDns.ms < 5000, `the send took ${slowDns.ms} ms (connectionTimeout is 10000)`);
 });
 
 test('localAddress: the socket is bound to it (the server sees 127.0.0.2)', T, async t => {

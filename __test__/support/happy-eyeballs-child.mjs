@@ -6,7 +6,10 @@
 // connects hang, as over a broken IPv6 route. Sends through the public API and prints one JSON
 // line: the outcome, how long the send took, the same send straight to 127.0.0.1 (after a
 // warm-up send) for comparison, whether a plain connect to [::1]:PORT hangs (the premise), and the log.
+// Then `dnsTimeout`: /etc/resolv.conf names 127.0.0.1, where a UDP socket takes queries and never
+// answers, so the lookup of a name that /etc/hosts lacks hangs.
 import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import net from 'node:net';
 import { captureLogger } from './canary.mjs';
@@ -75,6 +78,11 @@ await timedSend(config, 'warm-up'); // the first send also pays for loading and 
 result.direct = await timedSend(config, 'straight to 127.0.0.1');
 result.dualStack = await timedSend({ ...config, host: 'smtp.example.test' }, 'to smtp.example.test');
 result.remoteAddress = env.smtp.connections.at(-1).remoteAddress;
+
+const silentDns = dgram.createSocket('udp4');
+await new Promise(resolve => silentDns.bind(53, '127.0.0.1', resolve));
+result.slowDns = await timedSend({ ...config, host: 'unlisted.example.test', dnsTimeout: 500 }, 'slow DNS');
+silentDns.close();
 process.stdout.write(`${JSON.stringify(result)}\n`);
 
 for (const socket of fillers) {
