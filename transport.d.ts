@@ -77,8 +77,18 @@ export interface SmtpConfig {
   tls?: TlsOptions
   /** The EHLO name (default: this machine's host name). */
   name?: string
-  /** TCP connect timeout in ms (default 120000). */
+  /** Connect timeout in ms: name lookup, connection attempts and a proxy's handshake together (default 120000). */
   connectionTimeout?: number
+  /** Timeout of the name lookup in ms (default 30000, at most `connectionTimeout`). */
+  dnsTimeout?: number
+  /** Bind the socket to this local IP address; only server addresses of its family are tried. */
+  localAddress?: string
+  /**
+   * Proxy for the SMTP connection: `http://`, `https://` (HTTP CONNECT), `socks5://` or `socks5h://`
+   * (the proxy resolves the SMTP host), with credentials in the URL (`http://user:password@proxy:3128`).
+   * Kept secret: errors and logs name only its host and port.
+   */
+  proxy?: string
   /** Timeout for the server's greeting in ms (default 30000). */
   greetingTimeout?: number
   /** Timeout for any single reply in ms (default 600000). */

@@ -87,6 +87,10 @@ const full: SmtpConfig = {
 const basic: SmtpConfig = { host: 'relay.contoso.com', port: 25, auth: { user: 'tas', pass: 'secret' } };
 createTransport(full);
 createTransport(basic);
+// nodemailer's network options: a proxy for SMTP, the local address, the bound of the lookup.
+createTransport({ ...full, proxy: 'socks5h://user:pass@proxy.contoso.com:1080', localAddress: '192.0.2.10', dnsTimeout: 5_000 });
+// @ts-expect-error dnsTimeout is in ms, a number
+createTransport({ ...basic, dnsTimeout: '5s' });
 
 // ---- sendMail: the message and the info -----------------------------------------------------
 

@@ -7,20 +7,16 @@
 //! MAIL/RCPT/DATA, to honour the server's SIZE, to bound every reply, and to log a redacted
 //! transcript. lettre still builds the messages.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+use tokio::io::{AsyncWriteExt, BufReader};
 use zeroize::Zeroizing;
 
 use super::reply::{read_reply, refused, ReadFailure, Reply, Step};
+use super::stream::{self, tls_handshake, Stream};
 use super::xoauth2::{decode_challenge, xoauth2_initial_response};
 use crate::config::{is_hello_name, Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result, SmtpReply};
@@ -106,39 +102,11 @@ impl SmtpConnection {
         logger: &Logger,
     ) -> Result<Self> {
         let peer = format!("{}:{}", config.host, config.port);
-        let connecting = TcpStream::connect((config.host.as_str(), config.port));
-        let tcp = match tokio::time::timeout(config.timeouts.connection, connecting).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(err)) => {
-                return Err(
-                    Error::new(ErrorKind::Connection, format!("cannot connect to {peer}: {err}"))
-                        .with_command("CONN")
-                        .with_source(err),
-                )
-            }
-            Err(_) => {
-                let limit = config.timeouts.connection.as_millis();
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("connection to {peer} timed out after {limit} ms"),
-                )
-                .with_command("CONN"));
-            }
-        };
-        // Without it every message on a reused connection waits for the server's delayed
-        // ACK (~40 ms) before its final "." leaves.
-        tcp.set_nodelay(true).map_err(|err| {
-            Error::new(
-                ErrorKind::Connection,
-                format!("cannot configure the socket: {err}"),
-            )
-        })?;
-        logger.transcript(|| format!("connected to {peer}"));
-
+        let socket = stream::open(config, tls, logger).await?;
         let stream = if config.implicit_tls {
-            Stream::Tls(Box::new(tls_handshake(tcp, config, tls).await?))
+            Stream::Tls(Box::new(tls_handshake(socket, config, tls).await?))
         } else {
-            Stream::Plain(tcp)
+            Stream::Plain(socket)
         };
         let mut connection = SmtpConnection {
             stream: BufReader::new(stream),
@@ -225,12 +193,12 @@ impl SmtpConnection {
             )
             .with_command("STARTTLS"));
         }
-        let Stream::Plain(tcp) = std::mem::replace(self.stream.get_mut(), Stream::Closed) else {
+        let Stream::Plain(socket) = std::mem::replace(self.stream.get_mut(), Stream::Closed) else {
             return Err(
                 Error::new(ErrorKind::Tls, "the connection is already encrypted").with_command("STARTTLS")
             );
         };
-        let tls = tls_handshake(tcp, config, tls_config)
+        let tls = tls_handshake(socket, config, tls_config)
             .await
             .inspect_err(|_| self.usable = false)?;
         *self.stream.get_mut() = Stream::Tls(Box::new(tls));
@@ -766,85 +734,6 @@ fn hello_name(config: &TransportConfig) -> String {
         .and_then(|name| name.into_string().ok())
         .filter(|name| is_hello_name(name))
         .unwrap_or_else(|| "[127.0.0.1]".to_string())
-}
-
-/// The handshake, with the transport's one TLS configuration (built once, so its root store
-/// is not rebuilt for every connection).
-async fn tls_handshake(
-    tcp: TcpStream,
-    config: &TransportConfig,
-    tls_config: &Arc<rustls::ClientConfig>,
-) -> Result<TlsStream<TcpStream>> {
-    let server_name = config.tls_server_name();
-    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|err| {
-        Error::new(
-            ErrorKind::Tls,
-            format!("invalid TLS server name {server_name:?}: {err}"),
-        )
-    })?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls_config));
-    match tokio::time::timeout(config.timeouts.connection, connector.connect(name, tcp)).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(err)) => Err(Error::new(
-            ErrorKind::Tls,
-            format!("TLS handshake with {server_name} failed: {err}"),
-        )
-        .with_command("STARTTLS")
-        .with_source(err)),
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            format!("TLS handshake with {server_name} timed out"),
-        )
-        .with_command("STARTTLS")),
-    }
-}
-
-/// The socket, before or after TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Between taking the plain socket and putting the TLS one back.
-    Closed,
-}
-
-fn closed() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the connection is closed")
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
-            Stream::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
-            Stream::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-            Stream::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,12 @@
 //! whatever login the caller holds now, so a pool of them shares one token provider.
 
 mod connection;
+mod dial;
+mod proxy;
 mod reply;
+mod stream;
 mod xoauth2;
 
 pub use connection::{Delivery, Login, SmtpConnection};
+pub use dial::Resolver;
+pub use proxy::Proxy;
