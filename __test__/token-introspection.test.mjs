@@ -275,7 +275,9 @@ test("'token' event: one per new token, with user and expiresAt (a Date), never 
 });
 
 test("'token' event: a failed token request emits nothing; the background renewal emits one", T, async t => {
-    const { env, transport } = await setup(t, { token: { expiresIn: 3600, refreshIn: 1 } });
+    // The refusal is lifted right after the first send: no failure cache, or the second send
+    // would get the remembered refusal.
+    const { env, transport } = await setup(t, { token: { expiresIn: 3600, refreshIn: 1 }, config: { oauth2: { failureCacheSeconds: 0 } } });
     const events = [];
     transport.on('token', event => events.push(event));
     let refuse = true;

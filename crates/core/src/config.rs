@@ -421,9 +421,17 @@ fn parse_credential(field: &Field) -> Result<(ClientCredential, bool)> {
     let certificate = pem(&field.child("certificate"))?;
     let sha256 = field.child("thumbprintSha256").optional_string()?;
     let sha1 = field.child("thumbprint").optional_string()?;
-    let credential = CertificateCredential::new(&key_pem, certificate.as_deref().map(|c| c.as_slice()), sha256, sha1)
-        .map_err(|(name, problem)| field.child(name).error(problem))?;
-    Ok((ClientCredential::Certificate(std::sync::Arc::new(credential)), false))
+    let credential = CertificateCredential::new(
+        &key_pem,
+        certificate.as_deref().map(|c| c.as_slice()),
+        sha256,
+        sha1,
+    )
+    .map_err(|(name, problem)| field.child(name).error(problem))?;
+    Ok((
+        ClientCredential::Certificate(std::sync::Arc::new(credential)),
+        false,
+    ))
 }
 
 /// The token URL must be `https://`, except on loopback hosts where tests and local
@@ -752,16 +760,28 @@ mod tests {
         assert_eq!((secret.expose(), oauth2.secret_trimmed), ("canary-secret", true));
         assert!(!oauth2_of(&tas_config()).secret_trimmed);
         let blank = set(&tas_config(), &["oauth2", "clientSecret"], Value::str(" \n"));
-        assert_eq!(error_of(&blank), "mail.smtp.oauth2.clientSecret is only whitespace");
+        assert_eq!(
+            error_of(&blank),
+            "mail.smtp.oauth2.clientSecret is only whitespace"
+        );
     }
 
     #[test]
     fn the_failure_cache_defaults_to_a_few_seconds_and_zero_disables_it() {
         assert_eq!(oauth2_of(&tas_config()).failure_cache, DEFAULT_FAILURE_CACHE);
-        let off = set(&tas_config(), &["oauth2", "failureCacheSeconds"], Value::Number(0.0));
+        let off = set(
+            &tas_config(),
+            &["oauth2", "failureCacheSeconds"],
+            Value::Number(0.0),
+        );
         assert!(oauth2_of(&off).failure_cache.is_zero());
-        let bad = set(&tas_config(), &["oauth2", "failureCacheSeconds"], Value::Number(-1.0));
-        assert!(error_of(&bad).starts_with("mail.smtp.oauth2.failureCacheSeconds must be a number between 0 and 3600"));
+        let bad = set(
+            &tas_config(),
+            &["oauth2", "failureCacheSeconds"],
+            Value::Number(-1.0),
+        );
+        assert!(error_of(&bad)
+            .starts_with("mail.smtp.oauth2.failureCacheSeconds must be a number between 0 and 3600"));
     }
 
     #[test]
@@ -775,8 +795,16 @@ mod tests {
         let Auth::OAuth2 { oauth2, .. } = &parsed.auth else {
             panic!("not oauth2")
         };
-        assert_eq!((oauth2.extra_ca.len(), parsed.tls.extra_ca.len()), (2, 2), "NODE_EXTRA_CA_CERTS is for both");
-        let bad = set(&tas_config(), &["oauth2", "ca"], Value::Array(vec![Value::str("not a pem")]));
+        assert_eq!(
+            (oauth2.extra_ca.len(), parsed.tls.extra_ca.len()),
+            (2, 2),
+            "NODE_EXTRA_CA_CERTS is for both"
+        );
+        let bad = set(
+            &tas_config(),
+            &["oauth2", "ca"],
+            Value::Array(vec![Value::str("not a pem")]),
+        );
         assert_eq!(
             error_of(&bad),
             "mail.smtp.oauth2.ca[0] holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
@@ -790,9 +818,19 @@ mod tests {
             &["oauth2", "host"],
             Value::str("http://127.0.0.1:8080/t/oauth2/v2.0/token"),
         );
-        let proxied = set(&local, &["oauth2", "proxy"], Value::str("http://proxy.example:3128"));
-        assert!(error_of(&proxied).starts_with("mail.smtp.oauth2.proxy cannot be used with an http:// token URL"));
-        let https = set(&tas_config(), &["oauth2", "proxy"], Value::str("http://proxy.example:3128"));
+        let proxied = set(
+            &local,
+            &["oauth2", "proxy"],
+            Value::str("http://proxy.example:3128"),
+        );
+        assert!(
+            error_of(&proxied).starts_with("mail.smtp.oauth2.proxy cannot be used with an http:// token URL")
+        );
+        let https = set(
+            &tas_config(),
+            &["oauth2", "proxy"],
+            Value::str("http://proxy.example:3128"),
+        );
         assert!(oauth2_of(&https).proxy.is_some());
     }
 

@@ -769,7 +769,8 @@ fn any_json() -> BoxedStrategy<serde_json::Value> {
     leaf.prop_recursive(2, 8, 4, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-            vec((any_short(), inner), 0..4).prop_map(|pairs| serde_json::Value::Object(pairs.into_iter().collect())),
+            vec((any_short(), inner), 0..4)
+                .prop_map(|pairs| serde_json::Value::Object(pairs.into_iter().collect())),
         ]
     })
     .boxed()
@@ -778,9 +779,7 @@ fn any_json() -> BoxedStrategy<serde_json::Value> {
 /// The payload of an access token: Exchange-shaped claims with random values (absurd `exp`
 /// above all), any JSON at all, or bytes that are not JSON.
 fn any_claims_payload() -> BoxedStrategy<Vec<u8>> {
-    let claim = |name: &'static str, good: BoxedStrategy<serde_json::Value>| {
-        prop_oneof![2 => good.prop_map(move |v| Some((name.to_string(), v))), 1 => any_json().prop_map(move |v| Some((name.to_string(), v))), 1 => Just(None)]
-    };
+    let claim = |name: &'static str, good: BoxedStrategy<serde_json::Value>| prop_oneof![2 => good.prop_map(move |v| Some((name.to_string(), v))), 1 => any_json().prop_map(move |v| Some((name.to_string(), v))), 1 => Just(None)];
     let guid = || {
         select(vec![
             "0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30",
@@ -792,15 +791,33 @@ fn any_claims_payload() -> BoxedStrategy<Vec<u8>> {
     };
     let claims = (
         claim("exp", any_json_number()),
-        claim("aud", select(vec!["https://outlook.office365.com", "00000002-0000-0ff1-ce00-000000000000", "https://graph.microsoft.com"]).prop_map(|s| serde_json::json!(s)).boxed()),
-        claim("roles", vec(select(vec!["SMTP.SendAsApp", "Mail.Send"]), 0..3).prop_map(|r| serde_json::json!(r)).boxed()),
+        claim(
+            "aud",
+            select(vec![
+                "https://outlook.office365.com",
+                "00000002-0000-0ff1-ce00-000000000000",
+                "https://graph.microsoft.com",
+            ])
+            .prop_map(|s| serde_json::json!(s))
+            .boxed(),
+        ),
+        claim(
+            "roles",
+            vec(select(vec!["SMTP.SendAsApp", "Mail.Send"]), 0..3)
+                .prop_map(|r| serde_json::json!(r))
+                .boxed(),
+        ),
         claim("tid", guid()),
         claim("appid", guid()),
         claim("azp", guid()),
         vec((any_short(), any_json()), 0..3),
     )
         .prop_map(|(exp, aud, roles, tid, appid, azp, extra)| {
-            let map: serde_json::Map<_, _> = [exp, aud, roles, tid, appid, azp].into_iter().flatten().chain(extra).collect();
+            let map: serde_json::Map<_, _> = [exp, aud, roles, tid, appid, azp]
+                .into_iter()
+                .flatten()
+                .chain(extra)
+                .collect();
             serde_json::Value::Object(map).to_string().into_bytes()
         });
     prop_oneof![
@@ -946,9 +963,15 @@ fn fuzz_token_claims() {
             let is_object = matches!(serde_json::from_slice(&payload), Ok(serde_json::Value::Object(_)));
             prop_assert_eq!(report.is_jwt, is_object);
             for problem in &report.problems {
-                prop_assert!(["AUDIENCE", "ROLE_MISSING", "TENANT_MISMATCH", "APP_MISMATCH"].contains(&problem.code));
+                prop_assert!(
+                    ["AUDIENCE", "ROLE_MISSING", "TENANT_MISMATCH", "APP_MISMATCH"].contains(&problem.code)
+                );
                 if problem.code == "TENANT_MISMATCH" {
-                    prop_assert_eq!(tenant_id, Some("0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30"), "a tenant that is no id compared");
+                    prop_assert_eq!(
+                        tenant_id,
+                        Some("0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30"),
+                        "a tenant that is no id compared"
+                    );
                 }
             }
             // The same token placed in time: its exp never makes it usable for longer.

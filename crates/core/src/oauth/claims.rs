@@ -243,7 +243,11 @@ mod tests {
             tenant_id: Some(&upper),
             ..expected()
         };
-        let codes: Vec<_> = inspect(&token, &expected).problems.iter().map(|p| p.code).collect();
+        let codes: Vec<_> = inspect(&token, &expected)
+            .problems
+            .iter()
+            .map(|p| p.code)
+            .collect();
         assert_eq!(codes, ["TENANT_MISMATCH"]);
     }
 

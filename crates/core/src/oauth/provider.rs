@@ -99,9 +99,9 @@ impl TokenProvider {
     /// just refused the credentials or asked to wait (429): callers check this before
     /// opening an SMTP connection that could not authenticate anyway.
     pub fn fail_fast(&self) -> Result<()> {
-        let usable = self.cached_token().is_some_and(|token| {
-            token.freshness(Instant::now(), SystemTime::now()) != Freshness::Stale
-        });
+        let usable = self
+            .cached_token()
+            .is_some_and(|token| token.freshness(Instant::now(), SystemTime::now()) != Freshness::Stale);
         if usable {
             return Ok(());
         }
@@ -250,5 +250,7 @@ impl TokenProvider {
 /// wrong: asking again at once gets the same answer. 429 and `temporarily_unavailable`
 /// are not refusals but requests to wait.
 fn is_credential_refusal(err: &Error) -> bool {
-    err.http_status().is_some_and(|status| (400..500).contains(&status)) && err.is_permanent()
+    err.http_status()
+        .is_some_and(|status| (400..500).contains(&status))
+        && err.is_permanent()
 }

@@ -284,10 +284,7 @@ fn replace_ignoring_hex_case(text: &str, needle: &str) -> String {
 /// Asks for a token with the client_credentials grant, retrying transient failures with
 /// jittered exponential backoff. A 429 is returned at once, with its `Retry-After`. The
 /// grant comes with when its (successful) request was sent.
-pub async fn request_token(
-    http: &reqwest::Client,
-    config: &OAuth2Config,
-) -> Result<(TokenGrant, SentAt)> {
+pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Result<(TokenGrant, SentAt)> {
     let mut attempt = 1;
     loop {
         match request_once(http, config).await {
@@ -654,7 +651,10 @@ mod tests {
             None,
             "a number beyond u64 is no Retry-After (the default wait applies)"
         );
-        assert_eq!(parse_retry_after(&u64::MAX.to_string()), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(
+            parse_retry_after(&u64::MAX.to_string()),
+            Some(Duration::from_secs(u64::MAX))
+        );
     }
 
     #[test]
@@ -667,7 +667,12 @@ mod tests {
         let err = redirect_refused(307, &headers);
         assert_eq!(err.code(), "EOAUTH2");
         assert_eq!(err.http_status(), Some(307));
-        assert!(err.message().contains("HTTP 307 (a redirect to evil.example.net)"), "{}", err.message());
+        assert!(
+            err.message()
+                .contains("HTTP 307 (a redirect to evil.example.net)"),
+            "{}",
+            err.message()
+        );
         assert!(!err.message().contains("steal"));
         assert!(err.is_permanent());
     }

@@ -61,7 +61,11 @@ mod tests {
         assert_eq!(initial.capacity(), initial.len());
         let command = xoauth2_command(&initial);
         assert_eq!(command.as_str(), format!("AUTH XOAUTH2 {}", initial.as_str()));
-        assert_eq!(command.capacity(), command.len(), "no reallocation left a copy behind");
+        assert_eq!(
+            command.capacity(),
+            command.len(),
+            "no reallocation left a copy behind"
+        );
     }
 
     #[test]
