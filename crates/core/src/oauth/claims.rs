@@ -136,13 +136,16 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
     problems
 }
 
+/// The last second of the year 9999: later dates are not dates (JavaScript's `Date` and HTTP
+/// dates end around there).
+const LAST_EXPIRY_SECS: f64 = 253_402_300_799.0;
+
 /// The token's own expiry, `exp`, in whole seconds (a server compares whole seconds: a
-/// token with `exp` 1000.9 is refused at 1000). Absurd values (negative, beyond what
-/// `SystemTime` holds, not a number) are no expiry at all, never a panic.
+/// token with `exp` 1000.9 is refused at 1000). Absurd values (negative, after the year
+/// 9999, not a number) are no expiry at all, never a panic.
 fn expiry(exp: &Json) -> Option<SystemTime> {
     let seconds = exp.as_f64()?.floor();
-    // Above 2^53 whole seconds an f64 is no longer exact; such a date is none anyway.
-    if !(0.0..=9_007_199_254_740_992.0).contains(&seconds) {
+    if !(0.0..=LAST_EXPIRY_SECS).contains(&seconds) {
         return None;
     }
     UNIX_EPOCH.checked_add(Duration::from_secs(seconds as u64))
@@ -259,6 +262,7 @@ mod tests {
             serde_json::json!(-1e300),
             serde_json::json!(u64::MAX),
             serde_json::json!(9.3e18),
+            serde_json::json!(253_402_300_800u64),
             serde_json::json!("NaN"),
             serde_json::json!("1e999"),
             serde_json::json!(null),
