@@ -101,7 +101,7 @@ impl TokenGrant {
         }
         let hard_margin = (margin / 4).min(Duration::from_secs(60));
         let use_for = (lifetime - hard_margin).max(renew_in);
-        // `lifetime` is at most MAX_LIFETIME, which neither clock can overflow.
+        // `lifetime` is at most MAX_LIFETIME_SECS, which neither clock can overflow.
         AccessToken {
             value: self.access_token,
             expires_at: sent.instant + lifetime,
