@@ -37,19 +37,40 @@ export interface OAuth2Options {
    * with `tenantId` it defaults to the cloud's Exchange scope.
    */
   scope?: string
-  /** A proxy for token requests, e.g. `http://proxy:3128` (`HTTPS_PROXY`/`NO_PROXY` apply otherwise). */
+  /**
+   * A proxy for token requests to an `https://` endpoint, e.g. `http://proxy:3128`
+   * (`HTTPS_PROXY`/`NO_PROXY` apply otherwise). Refused with an `http://` loopback token URL,
+   * which is always reached directly.
+   */
   proxy?: string
+  /**
+   * Extra CA certificates (PEM) the token client trusts besides the usual roots, e.g. a
+   * TLS-inspecting proxy's. `NODE_EXTRA_CA_CERTS` is honoured as well; `tls.ca` is not (it is
+   * for the SMTP server), and the token endpoint is always verified.
+   */
+  ca?: string | Buffer | Array<string | Buffer>
+  /**
+   * Seconds a credential refusal from the token endpoint (a 4xx other than 429) is answered
+   * from memory, without a new request or SMTP connection (default 5; `0` disables).
+   */
+  failureCacheSeconds?: number
   /** Renew a token this many seconds before it expires (default 300, clamped to half the token's lifetime). */
   renewBeforeSeconds?: number
   /** Timeout of one token request in ms (default 30000). */
   timeout?: number
 }
 
-/** Certificate checks, shared by the SMTP connection and the token endpoint. */
+/** Certificate checks of the SMTP connection (`minVersion` also applies to the token endpoint). */
 export interface TlsOptions {
-  /** Extra trusted CA certificates (PEM). `NODE_EXTRA_CA_CERTS` is honoured as well. */
+  /**
+   * Extra trusted CA certificates (PEM) for the SMTP server. `NODE_EXTRA_CA_CERTS` is honoured
+   * as well. The token endpoint has its own: `oauth2.ca`.
+   */
   ca?: string | Buffer | Array<string | Buffer>
-  /** `false` disables certificate verification (and logs a warning). Default `true`. */
+  /**
+   * `false` disables the SMTP server's certificate verification (and logs a warning). Default
+   * `true`. The token endpoint is verified regardless.
+   */
   rejectUnauthorized?: boolean
   /** `'TLSv1.3'` refuses TLS 1.2. TLS 1.2 is the floor either way. */
   minVersion?: 'TLSv1.2' | 'TLSv1.3'

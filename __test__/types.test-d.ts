@@ -68,6 +68,8 @@ const oauth2: OAuth2Options = {
     clientSecret: 'secret',
     scope: 'https://outlook.office365.com/.default',
     renewBeforeSeconds: 600,
+    ca: [Buffer.from('-----BEGIN CERTIFICATE-----'), 'PEM'],
+    failureCacheSeconds: 0,
     timeout: 10_000
 };
 const full: SmtpConfig = {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use rustls::pki_types::{pem::PemObject, CertificateDer};
+use zeroize::Zeroizing;
 
 use crate::error::{ErrorKind, Result};
 use crate::input::{Field, Value};
@@ -23,6 +24,10 @@ const DEFAULT_SOCKET_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// msal-node treats a token as expired this long before it does (clamped for short tokens).
 const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(300);
+/// How long a refused credential (a 4xx from the token endpoint) is reported without asking
+/// again: long enough that a queue of sends fails fast on one request, short enough that a
+/// fixed secret is picked up at once.
+const DEFAULT_FAILURE_CACHE: Duration = Duration::from_secs(5);
 /// Longer timeouts are surely a unit mistake (seconds given as minutes...).
 const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -107,14 +112,24 @@ pub struct OAuth2Config {
     pub renew_before: Duration,
     /// The whole token request, connect to last byte.
     pub timeout: Duration,
+    /// Extra CA certificates (DER) the token client trusts besides Mozilla's roots: from
+    /// `oauth2.ca` and `NODE_EXTRA_CA_CERTS`. Never `tls.ca`, and the token client always
+    /// verifies (`tls.rejectUnauthorized` is an SMTP option).
+    pub extra_ca: Vec<CertificateDer<'static>>,
+    /// How long a credential refusal (4xx other than 429) is answered from memory;
+    /// zero asks the endpoint every time.
+    pub failure_cache: Duration,
+    /// `clientSecret` had leading or trailing whitespace, which was removed.
+    pub secret_trimmed: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct TlsOptions {
-    /// Extra trusted CA certificates (DER), from `tls.ca` and `NODE_EXTRA_CA_CERTS`,
-    /// trusted for both the SMTP server and the token endpoint.
+    /// Extra trusted CA certificates (DER) for the SMTP server, from `tls.ca` and
+    /// `NODE_EXTRA_CA_CERTS`. The token endpoint has its own (`OAuth2Config::extra_ca`).
     pub extra_ca: Vec<CertificateDer<'static>>,
-    /// `false` turns certificate verification off (`tls.rejectUnauthorized`).
+    /// `false` turns certificate verification off for SMTP (`tls.rejectUnauthorized`); the
+    /// token client verifies regardless.
     pub verify_certificates: bool,
     /// The name the SMTP server's certificate must match; defaults to `host`.
     pub servername: Option<String>,
@@ -162,7 +177,7 @@ impl TransportConfig {
             }
             None => None,
         };
-        let auth = parse_auth(&root)?;
+        let auth = parse_auth(&root, extra_ca_file)?;
 
         Ok(TransportConfig {
             host,
@@ -235,7 +250,7 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     }))
 }
 
-fn parse_auth(root: &Field) -> Result<Auth> {
+fn parse_auth(root: &Field, extra_ca_file: Option<&[u8]>) -> Result<Auth> {
     let auth = root.child("auth");
     auth.optional_object()?;
     let is_oauth2 = match root.child("type").optional_string()? {
@@ -245,7 +260,7 @@ fn parse_auth(root: &Field) -> Result<Auth> {
     };
     if is_oauth2 {
         let user = auth.child("user").string()?.trim().to_string();
-        let oauth2 = parse_oauth2(&root.child("oauth2"))?;
+        let oauth2 = parse_oauth2(&root.child("oauth2"), extra_ca_file)?;
         return Ok(Auth::OAuth2 {
             user,
             oauth2: Box::new(oauth2),
@@ -290,7 +305,7 @@ const CLOUDS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
+fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Config> {
     if field.optional_object()?.is_none() {
         return Err(field.missing());
     }
@@ -331,6 +346,12 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
     };
     let proxy_field = field.child("proxy");
     let proxy = match proxy_field.optional_string()? {
+        // A proxy would receive a plain-http request, secret included, over the network.
+        Some(_) if token_url.scheme() != "https" => {
+            return Err(proxy_field.error(
+                "cannot be used with an http:// token URL: the client secret would reach the proxy unencrypted (loopback token endpoints are always reached directly)",
+            ))
+        }
         Some(text) => {
             // The parser's message never repeats the URL (which may hold a password).
             reqwest::Url::parse(text.trim()).map_err(|err| {
@@ -340,15 +361,25 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
         }
         None => None,
     };
+    let failure_cache = match field.child("failureCacheSeconds").optional_integer(0..=3600)? {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => DEFAULT_FAILURE_CACHE,
+    };
+    let mut extra_ca = parse_ca(&field.child("ca"))?;
+    extra_ca.extend(node_extra_ca(extra_ca_file));
+    let (credential, secret_trimmed) = parse_credential(field)?;
     Ok(OAuth2Config {
         tenant_id: tenant_id.or_else(|| tenant_in_url(&token_url)),
         token_url,
         client_id,
-        credential: parse_credential(field)?,
+        credential,
         scope,
         proxy,
         renew_before,
         timeout: timeout(&field.child("timeout"), DEFAULT_TOKEN_TIMEOUT)?,
+        extra_ca,
+        failure_cache,
+        secret_trimmed,
     })
 }
 
@@ -376,18 +407,27 @@ fn tenant_in_url(url: &reqwest::Url) -> Option<String> {
     (segments.next() == Some("oauth2") && !tenant.is_empty()).then(|| tenant.to_string())
 }
 
-/// A client secret, or a private key with its certificate (or thumbprint).
-fn parse_credential(field: &Field) -> Result<ClientCredential> {
+/// A client secret, or a private key with its certificate (or thumbprint); and whether
+/// the secret had surrounding whitespace (a secret read from a file keeps its newline),
+/// which is removed as from every other field.
+fn parse_credential(field: &Field) -> Result<(ClientCredential, bool)> {
     let secret = field.child("clientSecret");
     let key = field.child("privateKey");
     if secret.is_present() || !key.is_present() {
-        return Ok(ClientCredential::Secret(Secret::new(secret.secret()?)));
+        let given = secret.secret()?;
+        let trimmed = given.trim();
+        if trimmed.is_empty() {
+            return Err(secret.error("is only whitespace"));
+        }
+        let credential = ClientCredential::Secret(Secret::new(trimmed));
+        return Ok((credential, trimmed.len() != given.len()));
     }
-    let pem = |child: &Field| -> Result<Option<Vec<u8>>> {
+    // The copies of the key made here are zeroed once the key is parsed.
+    let pem = |child: &Field| -> Result<Option<Zeroizing<Vec<u8>>>> {
         match child.value() {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.as_bytes().to_vec())),
-            Some(Value::Bytes(bytes)) => Ok(Some(bytes.to_vec())),
+            Some(Value::String(text)) => Ok(Some(Zeroizing::new(text.as_bytes().to_vec()))),
+            Some(Value::Bytes(bytes)) => Ok(Some(Zeroizing::new(bytes.to_vec()))),
             Some(other) => {
                 Err(child.error(format!("must be PEM text or a Buffer, got {}", other.type_name())))
             }
@@ -397,9 +437,17 @@ fn parse_credential(field: &Field) -> Result<ClientCredential> {
     let certificate = pem(&field.child("certificate"))?;
     let sha256 = field.child("thumbprintSha256").optional_string()?;
     let sha1 = field.child("thumbprint").optional_string()?;
-    let credential = CertificateCredential::new(&key_pem, certificate.as_deref(), sha256, sha1)
-        .map_err(|(name, problem)| field.child(name).error(problem))?;
-    Ok(ClientCredential::Certificate(std::sync::Arc::new(credential)))
+    let credential = CertificateCredential::new(
+        &key_pem,
+        certificate.as_deref().map(|c| c.as_slice()),
+        sha256,
+        sha1,
+    )
+    .map_err(|(name, problem)| field.child(name).error(problem))?;
+    Ok((
+        ClientCredential::Certificate(std::sync::Arc::new(credential)),
+        false,
+    ))
 }
 
 /// The token URL must be `https://`, except on loopback hosts where tests and local
@@ -426,10 +474,11 @@ fn is_loopback(url: &reqwest::Url) -> bool {
     }
 }
 
-fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> {
-    field.optional_object()?;
+/// `tls.ca` or `oauth2.ca`: PEM text or a Buffer, or an array of them, each holding at
+/// least one certificate.
+fn parse_ca(field: &Field) -> Result<Vec<CertificateDer<'static>>> {
     let mut extra_ca = Vec::new();
-    for item in field.child("ca").items() {
+    for item in field.items() {
         let pem = match item.value() {
             Some(Value::String(text)) => text.as_bytes(),
             Some(Value::Bytes(bytes)) => bytes,
@@ -441,10 +490,20 @@ fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> 
             return Err(item.error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
         }
     }
-    // Node skips a NODE_EXTRA_CA_CERTS file it cannot use; so do we, keeping what parsed.
-    if let Some(pem) = extra_ca_file {
-        extra_ca.extend(parse_pem_certificates(pem).unwrap_or_default());
-    }
+    Ok(extra_ca)
+}
+
+/// Node skips a NODE_EXTRA_CA_CERTS file it cannot use; so do we, keeping what parsed.
+fn node_extra_ca(extra_ca_file: Option<&[u8]>) -> Vec<CertificateDer<'static>> {
+    extra_ca_file
+        .map(|pem| parse_pem_certificates(pem).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> {
+    field.optional_object()?;
+    let mut extra_ca = parse_ca(&field.child("ca"))?;
+    extra_ca.extend(node_extra_ca(extra_ca_file));
     Ok(TlsOptions {
         extra_ca,
         verify_certificates: field.child("rejectUnauthorized").optional_bool()?.unwrap_or(true),
@@ -719,6 +778,104 @@ mod tests {
         let literal = set(&tas_config(), &["name"], Value::str("[IPv6:2001:db8::1]"));
         assert!(TransportConfig::from_value(&literal, None).is_ok());
     }
+
+    fn oauth2_of(value: &Value) -> OAuth2Config {
+        match TransportConfig::from_value(value, None).unwrap().auth {
+            Auth::OAuth2 { oauth2, .. } => *oauth2,
+            _ => panic!("not oauth2"),
+        }
+    }
+
+    #[test]
+    fn a_client_secret_with_surrounding_whitespace_is_trimmed_and_noted() {
+        let config = set(
+            &tas_config(),
+            &["oauth2", "clientSecret"],
+            Value::str("  canary-secret\r\n"),
+        );
+        let oauth2 = oauth2_of(&config);
+        let ClientCredential::Secret(secret) = &oauth2.credential else {
+            panic!("not a secret")
+        };
+        assert_eq!((secret.expose(), oauth2.secret_trimmed), ("canary-secret", true));
+        assert!(!oauth2_of(&tas_config()).secret_trimmed);
+        let blank = set(&tas_config(), &["oauth2", "clientSecret"], Value::str(" \n"));
+        assert_eq!(
+            error_of(&blank),
+            "mail.smtp.oauth2.clientSecret is only whitespace"
+        );
+    }
+
+    #[test]
+    fn the_failure_cache_defaults_to_a_few_seconds_and_zero_disables_it() {
+        assert_eq!(oauth2_of(&tas_config()).failure_cache, DEFAULT_FAILURE_CACHE);
+        let off = set(
+            &tas_config(),
+            &["oauth2", "failureCacheSeconds"],
+            Value::Number(0.0),
+        );
+        assert!(oauth2_of(&off).failure_cache.is_zero());
+        let bad = set(
+            &tas_config(),
+            &["oauth2", "failureCacheSeconds"],
+            Value::Number(-1.0),
+        );
+        assert!(error_of(&bad)
+            .starts_with("mail.smtp.oauth2.failureCacheSeconds must be a number between 0 and 3600"));
+    }
+
+    #[test]
+    fn oauth2_ca_is_the_token_clients_own_and_tls_ca_is_not_in_it() {
+        let pem = Value::str(TEST_CA_PEM);
+        let config = set(&tas_config(), &["tls"], Value::object([("ca", pem.clone())]));
+        assert!(oauth2_of(&config).extra_ca.is_empty(), "tls.ca is for SMTP only");
+        let config = set(&config, &["oauth2", "ca"], Value::Array(vec![pem]));
+        assert_eq!(oauth2_of(&config).extra_ca.len(), 1);
+        let parsed = TransportConfig::from_value(&config, Some(TEST_CA_PEM.as_bytes())).unwrap();
+        let Auth::OAuth2 { oauth2, .. } = &parsed.auth else {
+            panic!("not oauth2")
+        };
+        assert_eq!(
+            (oauth2.extra_ca.len(), parsed.tls.extra_ca.len()),
+            (2, 2),
+            "NODE_EXTRA_CA_CERTS is for both"
+        );
+        let bad = set(
+            &tas_config(),
+            &["oauth2", "ca"],
+            Value::Array(vec![Value::str("not a pem")]),
+        );
+        assert_eq!(
+            error_of(&bad),
+            "mail.smtp.oauth2.ca[0] holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        );
+    }
+
+    #[test]
+    fn a_proxy_never_carries_an_http_token_request() {
+        let local = set(
+            &tas_config(),
+            &["oauth2", "host"],
+            Value::str("http://127.0.0.1:8080/t/oauth2/v2.0/token"),
+        );
+        let proxied = set(
+            &local,
+            &["oauth2", "proxy"],
+            Value::str("http://proxy.example:3128"),
+        );
+        assert!(
+            error_of(&proxied).starts_with("mail.smtp.oauth2.proxy cannot be used with an http:// token URL")
+        );
+        let https = set(
+            &tas_config(),
+            &["oauth2", "proxy"],
+            Value::str("http://proxy.example:3128"),
+        );
+        assert!(oauth2_of(&https).proxy.is_some());
+    }
+
+    /// A PEM block (its DER is only checked when a TLS client is built, not here).
+    const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
 
     #[test]
     fn tls_ca_must_hold_certificates() {

@@ -104,6 +104,8 @@ impl Connector {
         user: &str,
         tokens: &Arc<TokenProvider>,
     ) -> std::result::Result<SmtpConnection, (Error, Option<Arc<AccessToken>>)> {
+        // No connection that could not authenticate: the endpoint just refused or throttled.
+        tokens.fail_fast().map_err(|err| (err, None))?;
         let mut connection = SmtpConnection::connect(&self.config, &self.tls, &self.logger)
             .await
             .map_err(|err| (err, None))?;

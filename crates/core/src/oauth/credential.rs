@@ -11,6 +11,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
@@ -52,14 +53,16 @@ impl CertificateCredential {
     /// `private_key_pem`: PKCS#8 or PKCS#1 RSA key. The thumbprint comes from
     /// `certificate_pem` (SHA-256), else from a given SHA-256 or SHA-1 thumbprint.
     /// Errors are plain descriptions; the caller prefixes the field path. They never
-    /// contain key material.
+    /// contain key material. The DER decoded from the PEM is zeroed once the key is parsed
+    /// (the parsed key itself lives in ring, which does not zero it; see SECURITY.md).
     pub fn new(
         private_key_pem: &[u8],
         certificate_pem: Option<&[u8]>,
         thumbprint_sha256: Option<&str>,
         thumbprint_sha1: Option<&str>,
     ) -> std::result::Result<Self, (&'static str, String)> {
-        let key = match PrivateKeyDer::from_pem_slice(private_key_pem) {
+        let der = PrivateKeyDer::from_pem_slice(private_key_pem).map(Zeroizing::new);
+        let key = match der.as_deref() {
             Ok(PrivateKeyDer::Pkcs8(der)) => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()),
             Ok(PrivateKeyDer::Pkcs1(der)) => RsaKeyPair::from_der(der.secret_pkcs1_der()),
             Ok(_) => {
@@ -133,14 +136,18 @@ impl CertificateCredential {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let mut signature = vec![0; self.key.public().modulus_len()];
+        // The signature completes a bearer credential: its copies are zeroed, and the
+        // assertion is built in one allocation (a growing String would free partial copies).
+        let mut signature = Zeroizing::new(vec![0; self.key.public().modulus_len()]);
         self.key
             .sign(padding, &rng, signing_input.as_bytes(), &mut signature)
             .map_err(|_| Error::new(ErrorKind::OAuth2, "cannot sign the client assertion"))?;
-        Ok(Secret::new(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature)
-        )))
+        let encoded = Zeroizing::new(URL_SAFE_NO_PAD.encode(signature.as_slice()));
+        let mut assertion = String::with_capacity(signing_input.len() + 1 + encoded.len());
+        assertion.push_str(&signing_input);
+        assertion.push('.');
+        assertion.push_str(&encoded);
+        Ok(Secret::new(assertion))
     }
 }
 

@@ -6,7 +6,7 @@ mod credential;
 mod provider;
 mod token;
 
-pub use claims::{TokenProblem, TokenReport};
+pub use claims::{inspect, Expectations, TokenProblem, TokenReport};
 pub use credential::{CertificateCredential, ClientCredential};
 pub use provider::{TokenListener, TokenProvider};
-pub use token::{parse_token_response, AccessToken, TokenGrant};
+pub use token::{parse_token_response, AccessToken, Freshness, SentAt, TokenGrant};

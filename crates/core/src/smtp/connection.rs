@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use super::reply::{read_reply, refused, ReadFailure, Reply, Step};
 use super::stream::{self, tls_handshake, Stream};
-use super::xoauth2::{decode_challenge, xoauth2_initial_response};
+use super::xoauth2::{decode_challenge, xoauth2_command, xoauth2_initial_response};
 use crate::config::{is_hello_name, Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result, SmtpReply};
 use crate::log::Logger;
@@ -235,7 +235,7 @@ impl SmtpConnection {
         }
         let initial = xoauth2_initial_response(user, token.expose());
         self.sent_secrets = vec![initial.clone(), Zeroizing::new(token.expose().to_string())];
-        let line = Zeroizing::new(format!("AUTH XOAUTH2 {}", initial.as_str()));
+        let line = xoauth2_command(&initial);
         let reply = self.command(step, &line, Some("AUTH XOAUTH2 <redacted>")).await?;
         if reply.code != 334 {
             return Ok(());
