@@ -435,7 +435,7 @@ async fn guarded<T: Send + 'static>(
     match tokio::spawn(work).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Error::new(
-            ErrorKind::Protocol,
+            ErrorKind::Internal,
             "internal error: the operation panicked (please report this bug)",
         )),
     }

@@ -14,6 +14,7 @@ pub mod input;
 pub mod log;
 pub mod message;
 pub mod oauth;
+pub mod panic;
 pub mod pool;
 pub mod secret;
 pub mod smtp;
