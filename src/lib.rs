@@ -14,7 +14,7 @@ use napi::bindgen_prelude::{FnArgs, Function, PromiseRaw, Unknown};
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Result, Status};
 use napi_derive::napi;
-use smtp_oauth_core::log::{Level, LogSink};
+use smtp_oauth_core::log::{dropping_when_full, Level, LogSink};
 use smtp_oauth_core::oauth::TokenListener;
 use smtp_oauth_core::transport::Admission;
 use smtp_oauth_core::{Environment, Error, ErrorKind, SentInfo, Transport};
@@ -406,19 +406,24 @@ fn quit_pool_at_exit(env: &Env, transport: std::sync::Weak<Transport>) -> Result
     Ok(())
 }
 
-/// Forwards log lines to the JS callback (weak: never keeps the process alive).
+/// Log lines waiting for the JS thread; more are dropped and counted (see `dropping_when_full`).
+const LOG_QUEUE_LINES: usize = 1024;
+
+/// Forwards log lines to the JS callback (weak: never keeps the process alive) through a
+/// bounded queue: a logger that does not keep up loses lines, never blocks a send.
 fn log_sink(callback: Function<LogRecord, ()>) -> Result<LogSink> {
-    let tsfn: ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true> = callback
+    let tsfn: ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true, LOG_QUEUE_LINES> = callback
         .build_threadsafe_function()
         .callee_handled::<false>()
         .weak::<true>()
+        .max_queue_size::<LOG_QUEUE_LINES>()
         .build()?;
-    Ok(Arc::new(move |level: Level, message: &str| {
+    Ok(dropping_when_full(move |level: Level, message: String| {
         let record = LogRecord {
             level: level.as_str().to_string(),
-            message: message.to_string(),
+            message,
         };
-        tsfn.call(record, ThreadsafeFunctionCallMode::NonBlocking);
+        tsfn.call(record, ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok
     }))
 }
 
