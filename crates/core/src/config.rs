@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 
+use crate::content_access::ContentAccess;
 use crate::error::{ErrorKind, Result};
 use crate::input::{Field, Value};
 use crate::oauth::{CertificateCredential, ClientCredential};
@@ -42,6 +43,8 @@ pub struct TransportConfig {
     pub pool: Option<PoolOptions>,
     /// Attempts after the first for transient failures (4xx, lost connections, timeouts).
     pub max_retries: u32,
+    /// Whether attachments may name local files and URLs, and how large a file may be.
+    pub content_access: ContentAccess,
 }
 
 /// nodemailer's pool options.
@@ -166,6 +169,7 @@ impl TransportConfig {
                 .child("maxRetries")
                 .optional_integer(0..=20)?
                 .unwrap_or(DEFAULT_MAX_RETRIES as u64) as u32,
+            content_access: ContentAccess::from_config(&root)?,
             auth,
         })
     }
