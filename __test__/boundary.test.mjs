@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { loadTransport } from './support/config.mjs';
-import { setupTransport, startEnv } from './support/env.mjs';
+import { loadTransport, TEST_USER } from './support/config.mjs';
+import { closeWithin, setupTransport, startEnv } from './support/env.mjs';
+import { assertCode, rejection } from './support/errors.mjs';
 import { startScriptedSmtp } from './support/scripted-smtp.mjs';
 
 const { createTransport } = loadTransport();
@@ -143,4 +144,26 @@ test('debug: true with a logger that blocks the event loop: log lines beyond the
         .reduce((sum, match) => sum + Number(match[1]), 0);
     assert.ok(rcptLines < recipients.length + 1, `${rcptLines} RCPT lines arrived: some must have been dropped`);
     assert.ok(dropped >= recipients.length + 1 - rcptLines, `the dropped lines are counted (${dropped})`);
+});
+
+test('pool: a token whose JWT exp is absurd (1e300) refused twice with 535 (the hint inspects it) -> a clear permanent error; more such failures than maxConnections, then later sends work and close() resolves', T, async t => {
+    // Two refusals per failing send (the refused token is replaced once), for two sends.
+    let refusals = 4;
+    const { env, transport } = await setupTransport(t, createTransport, {
+        token: { claims: { exp: 1e300 } },
+        smtp: { acceptAuth: auth => refusals-- <= 0 && auth.username === TEST_USER },
+        config: { pool: true, maxConnections: 1, maxRetries: 0 }
+    });
+    const mail = subject => ({ to: 'rcpt@example.com', subject, text: 'x' });
+    for (const subject of ['first', 'second']) {
+        const err = await rejection(transport.sendMail(mail(subject)));
+        // EAUTH with the token's findings once the claims code copes with such an exp;
+        // until then its panic is contained: EINTERNAL for this send only.
+        assertCode(err, ['EAUTH', 'EINTERNAL']);
+        assert.equal(err.permanent, true);
+    }
+    const info = await transport.sendMail(mail('third'));
+    assert.match(info.response, /^250/);
+    assert.equal(env.smtp.messages.length, 1);
+    await closeWithin(transport);
 });
