@@ -132,6 +132,9 @@ pub struct TokenInspection {
     pub problems: Vec<TokenProblem>,
 }
 
+/// How long `closeAtExit()` may hold the exiting process to say QUIT.
+const EXIT_QUIT_BUDGET: Duration = Duration::from_millis(500);
+
 /// The native half of a transport; `transport.js` wraps it in nodemailer's API.
 #[napi]
 pub struct NativeTransport {
@@ -199,9 +202,6 @@ impl NativeTransport {
         };
         let transport =
             Arc::new(Transport::new(&config, defaults, environment).map_err(|err| to_js_error(&env, &err))?);
-        if transport.config().pool.is_some() {
-            quit_pool_at_exit(&env, Arc::downgrade(&transport))?;
-        }
         let completions = on_complete
             .build_threadsafe_function::<Completion>()
             .callee_handled::<false>()
@@ -327,6 +327,24 @@ impl NativeTransport {
         )
     }
 
+    /// For `process.on('exit')` (also reached through `process.exit()`, which runs no event
+    /// loop and no environment cleanup hooks afterwards): closes the transport now,
+    /// synchronously, as `close({ force: true })` would. Idle pooled connections are sent
+    /// QUIT; the whole takes at most `EXIT_QUIT_BUDGET`, after which whatever is still open is
+    /// left to the process's end (the kernel closes the sockets).
+    #[napi]
+    pub fn close_at_exit(&self) {
+        let Some(transport) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        transport.begin_close();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            napi::bindgen_prelude::block_on(async {
+                let _ = tokio::time::timeout(EXIT_QUIT_BUDGET, transport.close(true)).await;
+            })
+        }));
+    }
+
     /// Runs a send on napi's tokio runtime and reports its outcome through the completion
     /// channel; a panic becomes an error outcome instead of unwinding into Node.
     fn complete_later<F>(&self, id: u32, work: F)
@@ -386,24 +404,6 @@ fn token_listener(
         };
         tsfn.call(event, ThreadsafeFunctionCallMode::NonBlocking);
     }))
-}
-
-/// Pooled connections live in Rust tasks that Node does not wait for: a script that exits
-/// without `close()` would drop them without a word. At environment teardown this sends
-/// them QUIT, bounded to half a second. The hook holds the transport weakly, so it never
-/// keeps one alive; if the runtime is already gone, it does nothing.
-fn quit_pool_at_exit(env: &Env, transport: std::sync::Weak<Transport>) -> Result<()> {
-    env.add_env_cleanup_hook(transport, |transport| {
-        let Some(transport) = transport.upgrade() else {
-            return;
-        };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            napi::bindgen_prelude::block_on(async {
-                let _ = tokio::time::timeout(Duration::from_millis(500), transport.close(true)).await;
-            })
-        }));
-    })?;
-    Ok(())
 }
 
 /// Log lines waiting for the JS thread; more are dropped and counted (see `dropping_when_full`).
