@@ -22,7 +22,7 @@ use crate::input::{ByteBuf, Field, Value};
 const MESSAGE_ROOT: &str = "message";
 
 /// Attachments at least this large are not encoded in memory: their base64 is produced
-/// while they are written to the socket, from the caller's own buffer.
+/// while they are written to the socket, from the one copy taken at the call.
 const STREAM_THRESHOLD: usize = 64 * 1024;
 /// Input bytes per base64 line (76 characters), as MIME wants them.
 pub const BASE64_LINE_INPUT: usize = 57;
