@@ -8,6 +8,7 @@ use std::time::Duration;
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use zeroize::Zeroizing;
 
+use crate::content_access::ContentAccess;
 use crate::error::{ErrorKind, Result};
 use crate::input::{Field, Value};
 use crate::oauth::{CertificateCredential, ClientCredential};
@@ -49,6 +50,8 @@ pub struct TransportConfig {
     /// Attempts after the first for transient failures (4xx, lost connections, timeouts).
     pub max_retries: u32,
     pub network: NetworkOptions,
+    /// Whether attachments may name local files and URLs, and how large a file may be.
+    pub content_access: ContentAccess,
 }
 
 /// How the SMTP server is reached: nodemailer's `proxy`, `localAddress`, `dnsTimeout`.
@@ -197,6 +200,7 @@ impl TransportConfig {
                 .optional_integer(0..=20)?
                 .unwrap_or(DEFAULT_MAX_RETRIES as u64) as u32,
             network: parse_network(&root)?,
+            content_access: ContentAccess::from_config(&root)?,
             auth,
         })
     }

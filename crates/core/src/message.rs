@@ -14,6 +14,7 @@ use lettre::message::header::{
 use lettre::message::{Attachment, Body as PartBody, Mailbox, MultiPart, SinglePart};
 
 use crate::address::{parse_mailboxes, parse_single_mailbox};
+use crate::content_access::ContentAccess;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{ByteBuf, Field, Value};
 
@@ -21,7 +22,7 @@ use crate::input::{ByteBuf, Field, Value};
 const MESSAGE_ROOT: &str = "message";
 
 /// Attachments at least this large are not encoded in memory: their base64 is produced
-/// while they are written to the socket, from the caller's own buffer.
+/// while they are written to the socket, from the one copy taken at the call.
 const STREAM_THRESHOLD: usize = 64 * 1024;
 /// Input bytes per base64 line (76 characters), as MIME wants them.
 pub const BASE64_LINE_INPUT: usize = 57;
@@ -196,13 +197,17 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Builds `message`, taking absent fields from `defaults` (the 2nd argument of
 /// `createTransport`) and `from` finally from `auth_user`.
+/// `access` is the transport's policy for local files and URLs, which the message and the
+/// defaults may tighten.
 pub async fn build_message(
     message: &Value,
     defaults: Option<&Value>,
     auth_user: Option<&str>,
+    access: &ContentAccess,
 ) -> Result<OutgoingMessage> {
     let merged = merge_defaults(message, defaults)?;
     let root = Field::root(MESSAGE_ROOT, &merged, ErrorKind::Message);
+    let access = access.for_message(&Field::root(MESSAGE_ROOT, message, ErrorKind::Message), defaults)?;
     let from = match parse_single_mailbox(&root.child("from"))? {
         Some(from) => from,
         None => match auth_user {
@@ -272,7 +277,7 @@ pub async fn build_message(
     builder = builder.envelope(envelope);
 
     let mut streamed = StreamedBodies::new();
-    let built = match body_part(&root, &mut streamed).await? {
+    let built = match body_part(&root, &mut streamed, &access).await? {
         Body::Single(part) => builder.singlepart(part),
         Body::Multi(part) => builder.multipart(part),
     }
@@ -561,13 +566,13 @@ impl Body {
 }
 
 /// text / html / both, inline images related to the html, attachments mixed around it all.
-async fn body_part(root: &Field<'_>, streamed: &mut StreamedBodies) -> Result<Body> {
+async fn body_part(root: &Field<'_>, streamed: &mut StreamedBodies, access: &ContentAccess) -> Result<Body> {
     let text = body_text(&root.child("text"))?;
     let html = body_text(&root.child("html"))?;
     let mut inline = Vec::new();
     let mut attached = Vec::new();
     for item in root.child("attachments").items() {
-        match attachment_part(&item, streamed).await? {
+        match attachment_part(&item, streamed, access).await? {
             (part, true) => inline.push(part),
             (part, false) => attached.push(part),
         }
@@ -599,15 +604,21 @@ async fn body_part(root: &Field<'_>, streamed: &mut StreamedBodies) -> Result<Bo
 }
 
 /// One attachment; `true` when it is an inline part (it has a `cid`).
-async fn attachment_part(item: &Field<'_>, streamed: &mut StreamedBodies) -> Result<(SinglePart, bool)> {
+async fn attachment_part(
+    item: &Field<'_>,
+    streamed: &mut StreamedBodies,
+    access: &ContentAccess,
+) -> Result<(SinglePart, bool)> {
     item.optional_object()?
         .ok_or_else(|| item.wrong_type("an attachment object"))?;
     let filename = item.child("filename").optional_string()?;
     let path = item.child("path").optional_string()?;
+    let href = item.child("href").optional_string()?;
     let content: ByteBuf = match (item.child("content").value(), path) {
         (Some(Value::Bytes(bytes)), _) => bytes.clone(),
         (Some(Value::String(text)), _) => decode_content(text, &item.child("encoding"))?.into(),
-        (Some(Value::Null) | None, Some(path)) => read_attachment(&item.child("path"), path).await?.into(),
+        (Some(Value::Null) | None, _) if href.is_some() => return Err(access.refuse_url(&item.child("href"))),
+        (Some(Value::Null) | None, Some(path)) => access.read_path(&item.child("path"), path).await?.into(),
         (Some(Value::Null) | None, None) => return Err(item.error("needs content or path")),
         (Some(_), _) => return Err(item.child("content").wrong_type("a string or Buffer")),
     };
@@ -695,17 +706,6 @@ fn decode_content(text: &str, encoding_field: &Field) -> Result<Vec<u8>> {
     }
 }
 
-async fn read_attachment(field: &Field<'_>, path: &str) -> Result<Vec<u8>> {
-    if path.starts_with("http://") || path.starts_with("https://") {
-        return Err(field.error(format!(
-            "is a URL ({path:?}): only local files are supported; fetch it and pass content"
-        )));
-    }
-    tokio::fs::read(path)
-        .await
-        .map_err(|err| field.error(format!("cannot be read: {path:?}: {err}")))
-}
-
 fn guess_content_type(filename: Option<&str>) -> &'static str {
     let extension = filename
         .and_then(|name| name.rsplit_once('.'))
@@ -742,7 +742,12 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(build_message(&message, None, Some("tas@contoso.com")))
+            .block_on(build_message(
+                &message,
+                None,
+                Some("tas@contoso.com"),
+                &ContentAccess::default(),
+            ))
     }
 
     fn text(message: &OutgoingMessage) -> String {

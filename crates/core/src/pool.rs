@@ -20,6 +20,7 @@ use crate::config::PoolOptions;
 use crate::connector::{retry_delay, should_retry, Connector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::OutgoingMessage;
+use crate::panic::{contained, panic_error, Panicked};
 use crate::smtp::{Delivery, SmtpConnection};
 
 pub struct Pool {
@@ -206,6 +207,20 @@ impl Shared {
         }
     }
 
+    /// Sends one message over `connection`, opening it first if there is none.
+    async fn deliver(
+        &self,
+        connection: &mut Option<SmtpConnection>,
+        message: &OutgoingMessage,
+    ) -> Result<Delivery> {
+        let current = match connection {
+            Some(current) => current,
+            None => connection.insert(self.connector.open_connection().await?),
+        };
+        self.pace().await;
+        current.send(message).await
+    }
+
     /// Settles a job: delivered, retried later, or failed for good.
     fn finish(self: &Arc<Self>, job: Job, outcome: Result<Delivery>) {
         let mut state = self.lock();
@@ -248,32 +263,34 @@ fn worker(shared: Arc<Shared>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
 async fn run_worker(shared: Arc<Shared>) {
     let mut connection: Option<SmtpConnection> = None;
     while let Some(job) = shared.next_job().await {
-        // Only connections that are usable and under maxMessages are kept (below).
-        let mut current = match connection.take() {
-            Some(current) => current,
-            None => match shared.connector.open_connection().await {
-                Ok(fresh) => fresh,
-                Err(err) => {
-                    shared.finish(job, Err(err));
-                    continue;
-                }
-            },
+        // A panic (a bug) fails this job alone: the worker drops the connection, whose
+        // state is unknown, gives the job its error and takes the next one on a fresh
+        // connection, so the slot is never lost and close() never waits for it.
+        let outcome = match contained(shared.deliver(&mut connection, &job.message)).await {
+            Ok(outcome) => outcome,
+            Err(Panicked) => {
+                let may_have_left = connection.take().is_some_and(|c| c.message_may_have_left());
+                Err(panic_error(may_have_left))
+            }
         };
-        shared.pace().await;
-        let outcome = current.send(&job.message).await;
-        // A transient failure is retried on a fresh connection: the server may be telling
-        // this one to go away (421, 432 thread limit).
+        // Only connections that are usable and under maxMessages are kept. A transient
+        // failure is retried on a fresh connection: the server may be telling this one to
+        // go away (421, 432 thread limit).
         let failed_transiently = outcome.as_ref().is_err_and(|err| err.is_transient());
-        if current.is_usable() && !failed_transiently && current.messages_sent() < shared.options.max_messages
-        {
-            connection = Some(current);
-        } else {
-            current.quit().await;
+        if let Some(current) = connection.take() {
+            if current.is_usable()
+                && !failed_transiently
+                && current.messages_sent() < shared.options.max_messages
+            {
+                connection = Some(current);
+            } else {
+                let _ = contained(current.quit()).await;
+            }
         }
         shared.finish(job, outcome);
     }
     if let Some(idle) = connection {
-        idle.quit().await;
+        let _ = contained(idle.quit()).await;
     }
     let mut state = shared.lock();
     state.workers -= 1;

@@ -170,7 +170,13 @@ impl Transport {
     /// through the pool, or over a connection of its own.
     pub async fn send(&self, message: &Value) -> Result<SentInfo> {
         let config = &self.connector.config;
-        let outgoing = build_message(message, self.defaults.as_ref(), config.auth.user()).await?;
+        let outgoing = build_message(
+            message,
+            self.defaults.as_ref(),
+            config.auth.user(),
+            &config.content_access,
+        )
+        .await?;
         self.deliver(Arc::new(outgoing)).await
     }
 

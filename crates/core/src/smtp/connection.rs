@@ -87,6 +87,9 @@ pub struct SmtpConnection {
     /// `false` once the dialogue is in an unknown state: the connection must not be reused.
     usable: bool,
     messages_sent: usize,
+    /// The final `.` of a message was written and its reply not yet read: a failure now
+    /// (even a panic) means the message may have been delivered.
+    awaiting_final_reply: bool,
     /// While AUTH runs: the secret strings sent, removed from any reply that echoes them
     /// (errors and the transcript show replies).
     sent_secrets: Vec<Zeroizing<String>>,
@@ -117,6 +120,7 @@ impl SmtpConnection {
             peer,
             usable: true,
             messages_sent: 0,
+            awaiting_final_reply: false,
             sent_secrets: Vec::new(),
         };
         let greeting =
@@ -162,6 +166,11 @@ impl SmtpConnection {
     /// `false` once a failure left the dialogue in an unknown state.
     pub fn is_usable(&self) -> bool {
         self.usable
+    }
+
+    /// The final `.` of the current message was written and the server has not answered it.
+    pub fn message_may_have_left(&self) -> bool {
+        self.awaiting_final_reply
     }
 
     async fn ehlo(&mut self, hello: &str) -> Result<()> {
@@ -321,7 +330,9 @@ impl SmtpConnection {
         };
 
         self.write_message(&message.body).await?;
-        let reply = match tokio::time::timeout(self.socket_timeout, read_reply(&mut self.stream)).await {
+        let reply = tokio::time::timeout(self.socket_timeout, read_reply(&mut self.stream)).await;
+        self.awaiting_final_reply = false;
+        let reply = match reply {
             Ok(Ok(reply)) => reply,
             Ok(Err(failure)) => return Err(self.unknown_delivery(describe_failure(&failure))),
             Err(_) => {
@@ -485,6 +496,7 @@ impl SmtpConnection {
         }
         lines.finish(&mut out);
         self.write(Step::Message, &out).await?;
+        self.awaiting_final_reply = true;
         self.logger
             .transcript(|| format!("C: <message, {} bytes>", body.len()));
         self.logger.transcript(|| "C: .".to_string());
