@@ -42,6 +42,8 @@ pub struct TransportConfig {
     pub pool: Option<PoolOptions>,
     /// Attempts after the first for transient failures (4xx, lost connections, timeouts).
     pub max_retries: u32,
+    /// Recipients per SMTP transaction; a message to more is sent in several.
+    pub max_recipients_per_message: usize,
 }
 
 /// nodemailer's pool options.
@@ -166,6 +168,11 @@ impl TransportConfig {
                 .child("maxRetries")
                 .optional_integer(0..=20)?
                 .unwrap_or(DEFAULT_MAX_RETRIES as u64) as u32,
+            max_recipients_per_message: root
+                .child("maxRecipientsPerMessage")
+                .optional_integer(1..=100_000)?
+                .unwrap_or(DEFAULT_MAX_RECIPIENTS_PER_MESSAGE)
+                as usize,
             auth,
         })
     }
@@ -183,6 +190,8 @@ const DEFAULT_MAX_MESSAGES: usize = 100;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RATE_DELTA: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Exchange Online's limit of recipients per message.
+const DEFAULT_MAX_RECIPIENTS_PER_MESSAGE: u64 = 500;
 
 fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     if !root.child("pool").optional_bool()?.unwrap_or(false) {

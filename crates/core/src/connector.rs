@@ -46,7 +46,9 @@ impl Connector {
             let outcome = match self.open_connection().await {
                 Ok(mut connection) => {
                     let outcome = connection.send(message).await;
-                    connection.quit().await;
+                    // The send is settled by the reply to the message: QUIT need not be
+                    // waited for.
+                    tokio::spawn(connection.quit());
                     outcome
                 }
                 Err(err) => Err(err),

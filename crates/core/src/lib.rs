@@ -8,6 +8,7 @@
 pub mod address;
 pub mod config;
 pub mod connector;
+pub mod dsn;
 pub mod error;
 pub mod hints;
 pub mod input;

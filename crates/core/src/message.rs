@@ -14,6 +14,7 @@ use lettre::message::header::{
 use lettre::message::{Attachment, Body as PartBody, Mailbox, MultiPart, SinglePart};
 
 use crate::address::{parse_mailboxes, parse_single_mailbox};
+use crate::dsn::{parse_dsn, Dsn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{ByteBuf, Field, Value};
 
@@ -37,6 +38,8 @@ pub struct OutgoingMessage {
     pub envelope_to: Vec<Address>,
     /// The whole RFC 5322 message, not yet dot-stuffed.
     pub body: MessageBody,
+    /// `message.dsn`: the delivery status notifications asked for.
+    pub dsn: Option<Dsn>,
 }
 
 /// The message's bytes, in order: what lettre formatted, with large attachment bodies left
@@ -288,6 +291,7 @@ pub async fn build_message(
         envelope_from,
         envelope_to,
         body: streamed.into_body(built.formatted()),
+        dsn: parse_dsn(&root.child("dsn"))?,
     })
 }
 
@@ -318,6 +322,7 @@ pub fn raw_message(raw: &Value, envelope: &Value) -> Result<OutgoingMessage> {
         body: MessageBody::from_bytes(bytes),
         envelope_from,
         envelope_to,
+        dsn: parse_dsn(&root.child("dsn"))?,
     })
 }
 

@@ -92,6 +92,33 @@ impl Pool {
         })
     }
 
+    /// Runs `work` (verify()) in a connection slot of its own, waiting while
+    /// `maxConnections` connections are open, so that it never opens one more.
+    pub async fn in_slot<T>(&self, work: impl Future<Output = T>) -> T {
+        loop {
+            let progressed = self.shared.progress.notified();
+            {
+                let mut state = self.shared.lock();
+                if state.workers < self.shared.options.max_connections {
+                    state.workers += 1;
+                    break;
+                }
+            }
+            progressed.await;
+        }
+        let outcome = work.await;
+        let mut state = self.shared.lock();
+        state.workers -= 1;
+        // A message queued while the slot was taken still gets a worker.
+        if !state.queue.is_empty() {
+            state.workers += 1;
+            tokio::spawn(worker(Arc::clone(&self.shared)));
+        }
+        drop(state);
+        self.shared.progress.notify_waiters();
+        outcome
+    }
+
     pub fn max_connections(&self) -> usize {
         self.shared.options.max_connections
     }
@@ -249,7 +276,17 @@ async fn run_worker(shared: Arc<Shared>) {
     let mut connection: Option<SmtpConnection> = None;
     while let Some(job) = shared.next_job().await {
         // Only connections that are usable and under maxMessages are kept (below).
-        let mut current = match connection.take() {
+        // A connection that received something while idle (a 421, a close) is replaced:
+        // what waits in it would be read as the reply to the next command.
+        let reused = match connection.take().map(|mut idle| (idle.is_reusable(), idle)) {
+            Some((true, idle)) => Some(idle),
+            Some((false, stale)) => {
+                stale.quit().await;
+                None
+            }
+            None => None,
+        };
+        let mut current = match reused {
             Some(current) => current,
             None => match shared.connector.open_connection().await {
                 Ok(fresh) => fresh,
