@@ -50,6 +50,8 @@ struct State {
     closing: bool,
     /// `close({ force: true })`: queued and delayed jobs are rejected.
     forced: bool,
+    /// Idle workers asked to stop, so that verify() gets their connection slot.
+    retiring: usize,
 }
 
 struct Job {
@@ -92,8 +94,9 @@ impl Pool {
         })
     }
 
-    /// Runs `work` (verify()) in a connection slot of its own, waiting while
-    /// `maxConnections` connections are open, so that it never opens one more.
+    /// Runs `work` (verify()) in a connection slot of its own, so that it never opens more
+    /// than `maxConnections` connections: it takes a free slot, or asks an idle worker to
+    /// stop (QUIT) and takes its slot, or waits for a busy one to finish.
     pub async fn in_slot<T>(&self, work: impl Future<Output = T>) -> T {
         loop {
             let progressed = self.shared.progress.notified();
@@ -102,6 +105,12 @@ impl Pool {
                 if state.workers < self.shared.options.max_connections {
                     state.workers += 1;
                     break;
+                }
+                let idle = state.workers - state.busy;
+                if idle > state.retiring && state.queue.is_empty() {
+                    state.retiring += 1;
+                    drop(state);
+                    self.shared.work.notify_waiters();
                 }
             }
             progressed.await;
@@ -200,6 +209,10 @@ impl Shared {
                     return Some(job);
                 }
                 if state.closing {
+                    return None;
+                }
+                if state.retiring > 0 {
+                    state.retiring -= 1;
                     return None;
                 }
             }
