@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use lettre::address::{Address, Envelope};
 use lettre::message::header::{
-    ContentDisposition, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
+    self, ContentDisposition, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
 };
-use lettre::message::{Attachment, Body as PartBody, Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment, Body as PartBody, Mailbox, Mailboxes, MultiPart, SinglePart};
 
 use crate::address::{parse_mailboxes, parse_single_mailbox};
 use crate::dsn::{parse_dsn, Dsn};
@@ -228,17 +228,19 @@ pub async fn build_message(
     if let Some(sender) = sender {
         builder = builder.sender(sender);
     }
-    for mailbox in to {
-        builder = builder.to(mailbox);
+    // Each list set at once: lettre's one-at-a-time `to()` re-parses the whole header on
+    // every call, which takes seconds for a thousand recipients.
+    if !to.is_empty() {
+        builder = builder.header(header::To::from(Mailboxes::from_iter(to)));
     }
-    for mailbox in cc {
-        builder = builder.cc(mailbox);
+    if !cc.is_empty() {
+        builder = builder.header(header::Cc::from(Mailboxes::from_iter(cc)));
     }
-    for mailbox in bcc {
-        builder = builder.bcc(mailbox);
+    if !bcc.is_empty() {
+        builder = builder.header(header::Bcc::from(Mailboxes::from_iter(bcc)));
     }
-    for mailbox in reply_to {
-        builder = builder.reply_to(mailbox);
+    if !reply_to.is_empty() {
+        builder = builder.header(header::ReplyTo::from(Mailboxes::from_iter(reply_to)));
     }
     if let Some(subject) = text_field(&root.child("subject"))? {
         root.child("subject").check_header_text(&subject)?;
