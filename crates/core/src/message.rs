@@ -13,7 +13,7 @@ use lettre::message::header::{
 };
 use lettre::message::{Attachment, Body as PartBody, Mailbox, Mailboxes, MultiPart, SinglePart};
 
-use crate::address::{parse_mailboxes, parse_single_mailbox};
+use crate::address::{parse_mailboxes, parse_single_mailbox, with_ascii_domain};
 use crate::dsn::{parse_dsn, Dsn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{ByteBuf, Field, Value};
@@ -224,23 +224,29 @@ pub async fn build_message(
     let reply_to = parse_mailboxes(&root.child("replyTo"))?;
     let (envelope_from, envelope_to) = envelope(&root, &from, &sender, [&to, &cc, &bcc])?;
 
-    let mut builder = lettre::Message::builder().from(from);
+    let mut builder = lettre::Message::builder().from(with_ascii_domain(from));
     if let Some(sender) = sender {
-        builder = builder.sender(sender);
+        builder = builder.sender(with_ascii_domain(sender));
     }
     // Each list set at once: lettre's one-at-a-time `to()` re-parses the whole header on
     // every call, which takes seconds for a thousand recipients.
+    let list = |mailboxes: Vec<Mailbox>| {
+        mailboxes
+            .into_iter()
+            .map(with_ascii_domain)
+            .collect::<Mailboxes>()
+    };
     if !to.is_empty() {
-        builder = builder.header(header::To::from(Mailboxes::from_iter(to)));
+        builder = builder.header(header::To::from(list(to)));
     }
     if !cc.is_empty() {
-        builder = builder.header(header::Cc::from(Mailboxes::from_iter(cc)));
+        builder = builder.header(header::Cc::from(list(cc)));
     }
     if !bcc.is_empty() {
-        builder = builder.header(header::Bcc::from(Mailboxes::from_iter(bcc)));
+        builder = builder.header(header::Bcc::from(list(bcc)));
     }
     if !reply_to.is_empty() {
-        builder = builder.header(header::ReplyTo::from(Mailboxes::from_iter(reply_to)));
+        builder = builder.header(header::ReplyTo::from(list(reply_to)));
     }
     if let Some(subject) = text_field(&root.child("subject"))? {
         root.child("subject").check_header_text(&subject)?;

@@ -542,7 +542,8 @@ async fn without_smtputf8_domains_go_as_punycode_and_utf8_local_parts_are_refuse
     let (mut connection, received) = connected(PLAIN_EHLO, usual).await;
     let mut idn = message(&["user@bücher.example"], b"x\r\n");
     idn.envelope_from = Some("sender@straße.example".parse().unwrap());
-    connection.send(&idn).await.unwrap();
+    let delivery = connection.send(&idn).await.unwrap();
+    assert_eq!(delivery.accepted, ["user@bücher.example"], "reported as given");
     let sent = lines(&received);
     assert!(
         sent.contains(&"RCPT TO:<user@xn--bcher-kva.example>".to_string()),

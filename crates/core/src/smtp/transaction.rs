@@ -3,7 +3,7 @@
 //! split over several transactions at `maxRecipientsPerMessage` or when the server answers
 //! `452 4.5.3 Too many recipients` (RFC 5321 §4.5.3.1.10).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use lettre::Address;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,8 +67,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
     /// accepted the message is never resent: a later refusal puts its recipients among
     /// the rejected.
     pub async fn send(&mut self, message: &OutgoingMessage) -> Result<Delivery> {
-        let (commands, recipients) = self.envelope_commands(message)?;
-        let mut pending: VecDeque<String> = recipients.into();
+        let (commands, recipients_on_wire) = self.envelope_commands(message)?;
+        let mut pending: VecDeque<String> = recipients_on_wire.iter().cloned().collect();
         let mut delivery = Delivery::default();
         while !pending.is_empty() {
             let take = pending.len().min(self.max_recipients.max(1));
@@ -104,6 +104,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             }
         }
         self.messages_sent += 1;
+        // Reported as the caller wrote them, not as punycode.
+        let as_given: HashMap<String, String> = recipients_on_wire
+            .into_iter()
+            .zip(message.envelope_to.iter().map(Address::to_string))
+            .filter(|(wire, given)| wire != given)
+            .collect();
+        let given = |recipient: &mut String| {
+            if let Some(original) = as_given.get(recipient.as_str()) {
+                recipient.clone_from(original);
+            }
+        };
+        delivery.accepted.iter_mut().for_each(given);
+        delivery.rejected.iter_mut().for_each(|r| given(&mut r.recipient));
         Ok(delivery)
     }
 
@@ -117,17 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
                 "the message is {size} bytes but the server accepts at most {limit} bytes (its SIZE): nothing was sent"
             )));
         }
-        let eight_bit = !message.body.is_ascii();
-        if eight_bit && !caps.eight_bit_mime {
-            return Err(Error::message_error(
-                "the message has 8-bit content and the server does not offer 8BITMIME: nothing was sent (messages this transport builds are 7-bit; a raw message must be encoded as 7-bit for this server)",
-            ));
-        }
-        if message.dsn.is_some() && !caps.dsn {
-            return Err(Error::message_error(
-                "message.dsn is set but the server does not offer DSN (RFC 3461): nothing was sent",
-            ));
-        }
+        // An address the server cannot take is the first thing to name.
         let from = match &message.envelope_from {
             Some(address) => wire_address(address, caps.smtputf8)?,
             None => String::new(),
@@ -137,6 +140,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             .iter()
             .map(|address| wire_address(address, caps.smtputf8))
             .collect::<Result<Vec<_>>>()?;
+        let eight_bit = !message.body.is_ascii();
+        if eight_bit && !caps.eight_bit_mime {
+            return Err(Error::message_error(
+                "the message has 8-bit content and the server does not offer 8BITMIME: nothing was sent (messages this transport builds are 7-bit unless an address has a non-ASCII local part; a raw message must be encoded as 7-bit for this server)",
+            ));
+        }
+        if message.dsn.is_some() && !caps.dsn {
+            return Err(Error::message_error(
+                "message.dsn is set but the server does not offer DSN (RFC 3461): nothing was sent",
+            ));
+        }
         let mut mail = format!("MAIL FROM:<{from}>");
         if caps.size.is_some() {
             mail.push_str(&format!(" SIZE={size}"));
