@@ -97,6 +97,10 @@ export interface SmtpConfig {
   rateDelta?: number
   /** Retries of transient failures (4xx, lost connections, timeouts before the message left). Default 3. */
   maxRetries?: number
+  /** Recipients per SMTP transaction (default 500, Exchange Online's limit); more go in following transactions. 1 to 100000. */
+  maxRecipientsPerMessage?: number
+  /** Send messages in BDAT chunks (RFC 3030) when the server offers CHUNKING (default false: DATA). */
+  chunking?: boolean
   /** `true` logs to the console; or an object with `debug`/`info`/`warn`/`error` methods. */
   logger?: boolean | Partial<Record<'debug' | 'info' | 'warn' | 'error', (message: string) => void>>
   /** Log the SMTP transcript (with AUTH redacted) at debug level. */
@@ -141,12 +145,27 @@ export interface MailMessage {
   priority?: 'high' | 'normal' | 'low'
   /** The SMTP envelope, when it differs from the headers. */
   envelope?: { from?: string; to?: Addresses }
+  /** Delivery status notifications (RFC 3461); the server must offer DSN, else `EMESSAGE`. */
+  dsn?: DsnOptions
+}
+
+/** nodemailer's `dsn` message option. */
+export interface DsnOptions {
+  /** `ENVID`: returned in every notification. */
+  id?: string
+  /** `RET`: return the headers only or the full message. */
+  return?: 'headers' | 'full'
+  /** `NOTIFY`: `'never'`, or any of `'success'`, `'failure'`, `'delay'`. */
+  notify?: 'never' | 'success' | 'failure' | 'delay' | Array<'success' | 'failure' | 'delay'> | string
+  /** `ORCPT`: the original recipient (`rfc822;` is added when no type is given). */
+  recipient?: string
 }
 
 /** Every error this package throws or rejects with. */
 export interface SmtpOAuthError extends Error {
   /**
-   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP) and
+   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP, or answered a
+   * command with a reply RFC 5321 does not allow it) and
    * `EUNKNOWN_DELIVERY` (the message was sent but the connection failed before the server
    * confirmed it: it may have been delivered, and it was not resent).
    */

@@ -1,20 +1,15 @@
 // Against Postfix, what many on-premises relays run: Debian's `postfix` (CI installs it;
-// see .ci/run), started here as a throwaway loopback server with its own main.cf/master.cf
-// in a temp dir, delivering to the discard transport. Three listeners: everything on
-// (PIPELINING, 8BITMIME, SMTPUTF8, DSN, CHUNKING), those extensions off, and a recipient
-// limit of 3 (452 4.5.3 beyond it). No AUTH: a transport without `auth` sends in plaintext
+// see .ci/run), started as a throwaway loopback server (support/postfix.mjs). Three
+// listeners: everything on (PIPELINING, 8BITMIME, SMTPUTF8, DSN, CHUNKING), those extensions
+// off, and a recipient limit of 3 (452 4.5.3 beyond it). No AUTH: a transport without `auth` sends in plaintext
 // to a relay that offers no STARTTLS, as an internal relay on a trusted network would.
 // Needs root (Postfix's master) and the package; both hold in CI.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { after, before, test } from 'node:test';
 import { createRequire } from 'node:module';
+import { after, before, test } from 'node:test';
 import { loadTransport } from './support/config.mjs';
 import { rejection } from './support/errors.mjs';
+import { startPostfix } from './support/postfix.mjs';
 import { waitFor } from './support/wait.mjs';
 
 const require = createRequire(import.meta.url);
@@ -25,97 +20,12 @@ const FROM = 'sender@example.com';
 
 let postfix;
 
-async function freePort() {
-    const server = net.createServer();
-    await new Promise(resolve => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address();
-    await new Promise(resolve => server.close(resolve));
-    return port;
-}
-
-async function startPostfix() {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postfix-test-'));
-    fs.chmodSync(dir, 0o755); // the mail owner must reach data/
-    fs.mkdirSync(path.join(dir, 'queue'));
-    fs.mkdirSync(path.join(dir, 'data'));
-    // The master writes its lock file there as the mail owner.
-    spawnSync('chown', ['postfix', path.join(dir, 'data')]);
-    const ports = { full: await freePort(), bare: await freePort(), limited: await freePort() };
-    fs.writeFileSync(
-        path.join(dir, 'main.cf'),
-        [
-            'compatibility_level = 3.6',
-            `queue_directory = ${dir}/queue`,
-            `data_directory = ${dir}/data`,
-            'mail_owner = postfix',
-            'setgid_group = postdrop',
-            'inet_interfaces = 127.0.0.1',
-            'inet_protocols = ipv4',
-            'myhostname = postfix.localhost',
-            'mydestination =',
-            'mynetworks = 127.0.0.0/8',
-            'smtpd_relay_restrictions = permit_mynetworks, reject',
-            'default_transport = discard:',
-            'relay_transport = discard:',
-            'local_transport = discard:',
-            'alias_maps =',
-            'alias_database =',
-            'maillog_file = /dev/stdout',
-            'smtputf8_enable = yes',
-            ''
-        ].join('\n')
-    );
-    const service = (name, type, priv, unpriv, chroot, wakeup, max, command) =>
-        [name, type, priv, unpriv, chroot, wakeup, max, command].join(' ');
-    fs.writeFileSync(
-        path.join(dir, 'master.cf'),
-        [
-            service(`127.0.0.1:${ports.full}`, 'inet', 'n', '-', 'n', '-', '-', 'smtpd'),
-            service(`127.0.0.1:${ports.bare}`, 'inet', 'n', '-', 'n', '-', '-', 'smtpd -o smtputf8_enable=no -o smtpd_discard_ehlo_keywords=8bitmime,chunking,dsn'),
-            service(`127.0.0.1:${ports.limited}`, 'inet', 'n', '-', 'n', '-', '-', 'smtpd -o smtpd_recipient_limit=3'),
-            service('pickup', 'unix', 'n', '-', 'n', '60', '1', 'pickup'),
-            service('cleanup', 'unix', 'n', '-', 'n', '-', '0', 'cleanup'),
-            service('qmgr', 'unix', 'n', '-', 'n', '300', '1', 'qmgr'),
-            service('rewrite', 'unix', '-', '-', 'n', '-', '-', 'trivial-rewrite'),
-            service('bounce', 'unix', '-', '-', 'n', '-', '0', 'bounce'),
-            service('defer', 'unix', '-', '-', 'n', '-', '0', 'bounce'),
-            service('trace', 'unix', '-', '-', 'n', '-', '0', 'bounce'),
-            service('verify', 'unix', '-', '-', 'n', '-', '1', 'verify'),
-            service('proxymap', 'unix', '-', '-', 'n', '-', '-', 'proxymap'),
-            service('showq', 'unix', 'n', '-', 'n', '-', '-', 'showq'),
-            service('error', 'unix', '-', '-', 'n', '-', '-', 'error'),
-            service('retry', 'unix', '-', '-', 'n', '-', '-', 'error'),
-            service('discard', 'unix', '-', '-', 'n', '-', '-', 'discard'),
-            service('anvil', 'unix', '-', '-', 'n', '-', '1', 'anvil'),
-            service('scache', 'unix', '-', '-', 'n', '-', '1', 'scache'),
-            service('postlog', 'unix-dgram', 'n', '-', 'n', '-', '1', 'postlogd'),
-            ''
-        ].join('\n')
-    );
-    // Postfix logs to /dev/stdout of its master: a file here (its daemons reopen it, which
-    // a pipe would not survive).
-    const logPath = path.join(dir, 'maillog');
-    const logFd = fs.openSync(logPath, 'a');
-    const master = spawn('postfix', ['-c', dir, 'start-fg'], { stdio: ['ignore', logFd, logFd] });
-    fs.closeSync(logFd);
-    const log = () => fs.readFileSync(logPath, 'utf8');
-    const exited = new Promise(resolve => master.once('exit', resolve));
-    await waitFor(() => log().includes('daemon started') || master.exitCode !== null, { timeoutMs: 15000, label: 'postfix to start' });
-    assert.ok(log().includes('daemon started'), `postfix did not start:\n${log()}`);
-    return {
-        ports,
-        log,
-        async stop() {
-            spawnSync('postfix', ['-c', dir, 'stop']);
-            await Promise.race([exited, new Promise(resolve => setTimeout(resolve, 5000))]);
-            master.kill('SIGKILL');
-            fs.rmSync(dir, { recursive: true, force: true });
-        }
-    };
-}
-
 before(async () => {
-    postfix = await startPostfix();
+    postfix = await startPostfix({
+        full: '',
+        bare: '-o smtputf8_enable=no -o smtpd_discard_ehlo_keywords=8bitmime,chunking,dsn',
+        limited: '-o smtpd_recipient_limit=3'
+    });
 });
 after(() => postfix?.stop());
 
@@ -132,10 +42,10 @@ async function sessionSummaries(count) {
     return lines();
 }
 
-test('Postfix with CHUNKING: the message goes in BDAT chunks and is queued', T, async t => {
+test('Postfix with CHUNKING and chunking: true: the message goes in BDAT chunks and is queued', T, async t => {
     const before = (await sessionSummaries(0)).length;
     const attachment = Buffer.alloc(3 * 1024 * 1024, 0x2e); // dots: nothing to stuff with BDAT
-    const info = await transportTo(t, postfix.ports.full).sendMail({
+    const info = await transportTo(t, postfix.ports.full, { chunking: true }).sendMail({
         from: FROM,
         to: 'a@example.net',
         subject: 'bdat',
@@ -147,6 +57,11 @@ test('Postfix with CHUNKING: the message goes in BDAT chunks and is queued', T, 
     const summary = (await sessionSummaries(before + 1))[before];
     assert.match(summary, /bdat=\d+/, summary);
     assert.doesNotMatch(summary, /data=/, summary);
+
+    // Without the option: DATA, though the server offers CHUNKING.
+    await transportTo(t, postfix.ports.full).sendMail({ from: FROM, to: 'a@example.net', subject: 'data', text: 'x' });
+    const plain = (await sessionSummaries(before + 2))[before + 1];
+    assert.match(plain, /data=1/, plain);
 });
 
 test('Postfix without 8BITMIME, SMTPUTF8, CHUNKING, DSN: DATA, 7-bit, punycode; UTF-8 local part and dsn refused before sending', T, async t => {

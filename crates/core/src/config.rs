@@ -44,6 +44,8 @@ pub struct TransportConfig {
     pub max_retries: u32,
     /// Recipients per SMTP transaction; a message to more is sent in several.
     pub max_recipients_per_message: usize,
+    /// Send the content in BDAT chunks when the server offers CHUNKING (else after DATA).
+    pub chunking: bool,
 }
 
 /// nodemailer's pool options.
@@ -173,6 +175,7 @@ impl TransportConfig {
                 .optional_integer(1..=100_000)?
                 .unwrap_or(DEFAULT_MAX_RECIPIENTS_PER_MESSAGE)
                 as usize,
+            chunking: root.child("chunking").optional_bool()?.unwrap_or(false),
             auth,
         })
     }
@@ -640,6 +643,33 @@ mod tests {
                 "{bad}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn recipients_per_message_and_chunking() {
+        let parsed = TransportConfig::from_value(&tas_config(), None).unwrap();
+        assert_eq!(parsed.max_recipients_per_message, 500);
+        assert!(!parsed.chunking);
+        let config = set(&tas_config(), &["maxRecipientsPerMessage"], Value::Number(2000.0));
+        let config = set(&config, &["chunking"], Value::Bool(true));
+        let parsed = TransportConfig::from_value(&config, None).unwrap();
+        assert_eq!(parsed.max_recipients_per_message, 2000);
+        assert!(parsed.chunking);
+        for bad in [0.0, 1.5, 200_000.0] {
+            let config = set(&tas_config(), &["maxRecipientsPerMessage"], Value::Number(bad));
+            assert!(
+                error_of(&config)
+                    .starts_with("mail.smtp.maxRecipientsPerMessage must be a number between 1 and 100000"),
+                "{bad}: {}",
+                error_of(&config)
+            );
+        }
+        let config = set(&tas_config(), &["chunking"], Value::str("yes"));
+        assert!(
+            error_of(&config).starts_with("mail.smtp.chunking must be"),
+            "{}",
+            error_of(&config)
+        );
     }
 
     #[test]

@@ -24,6 +24,5 @@ mod xoauth2;
 mod tests;
 
 pub use auth::Login;
-pub use reply::{ReplyRule, Step};
 pub use session::SmtpConnection;
-pub use transaction::{Delivery, PIPELINE_GROUP_BYTES};
+pub use transaction::Delivery;

@@ -45,6 +45,7 @@ pub struct ReplyRule {
 
 impl Step {
     /// Every step, in dialogue order (the rows of the reply-code table).
+    #[cfg(test)]
     pub const ALL: [Step; 12] = [
         Step::Greeting,
         Step::Ehlo,

@@ -75,6 +75,8 @@ pub struct SmtpConnection<S = Stream> {
     pub(super) messages_sent: usize,
     /// Recipients per transaction (`maxRecipientsPerMessage`).
     pub(super) max_recipients: usize,
+    /// BDAT when the server offers CHUNKING (`chunking: true`).
+    pub(super) chunking: bool,
     /// While AUTH runs: the secret strings sent, removed from any reply that echoes them
     /// (errors and the transcript show replies).
     pub(super) sent_secrets: Vec<Zeroizing<String>>,
@@ -99,6 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             usable: true,
             messages_sent: 0,
             max_recipients: config.max_recipients_per_message,
+            chunking: config.chunking,
             sent_secrets: Vec::new(),
         }
     }

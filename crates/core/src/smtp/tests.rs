@@ -8,8 +8,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexS
 
 use super::reply::{judge, Reply, Step};
 use super::session::SmtpConnection;
-use super::transaction::wire_address;
-use super::{Delivery, Login, PIPELINE_GROUP_BYTES};
+use super::transaction::{wire_address, PIPELINE_GROUP_BYTES};
+use super::{Delivery, Login};
 use crate::config::TransportConfig;
 use crate::dsn::Dsn;
 use crate::error::{ErrorKind, Result};
@@ -661,9 +661,30 @@ async fn dsn_to_a_server_without_dsn_is_emessage() {
 
 const CHUNKING_EHLO: &str = "250-scripted\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 CHUNKING";
 
+/// A session with `chunking: true`.
+async fn chunking(
+    script: impl FnMut(&str) -> String + Send + 'static,
+) -> (SmtpConnection<DuplexStream>, Arc<Mutex<Received>>) {
+    let (stream, received) = scripted(64 * 1024, CHUNKING_EHLO, script);
+    let config = config(&[("chunking", Value::Bool(true))]);
+    (session(stream, &config).await.unwrap(), received)
+}
+
+#[tokio::test]
+async fn chunking_is_used_only_when_asked_for() {
+    let (mut connection, received) = connected(CHUNKING_EHLO, usual).await;
+    connection
+        .send(&message(&["a@example.com"], b"x\r\n"))
+        .await
+        .unwrap();
+    let sent = lines(&received);
+    assert!(sent.contains(&"DATA".to_string()), "{sent:?}");
+    assert!(!sent.iter().any(|l| l.starts_with("BDAT")), "{sent:?}");
+}
+
 #[tokio::test]
 async fn chunking_sends_bdat_without_dot_stuffing() {
-    let (mut connection, received) = connected(CHUNKING_EHLO, usual).await;
+    let (mut connection, received) = chunking(usual).await;
     let mut body = b"Subject: x\r\n\r\n.dot\r\n".to_vec();
     body.extend(std::iter::repeat_n(b'a', 3 * 1024 * 1024));
     connection
@@ -682,7 +703,7 @@ async fn chunking_sends_bdat_without_dot_stuffing() {
 
 #[tokio::test]
 async fn a_refused_bdat_chunk_resets_the_transaction() {
-    let (mut connection, received) = connected(CHUNKING_EHLO, |line| match line {
+    let (mut connection, received) = chunking(|line| match line {
         l if l.starts_with("BDAT") => "552 5.3.4 too big".into(),
         l => usual(l),
     })
@@ -700,7 +721,7 @@ async fn a_refused_bdat_chunk_resets_the_transaction() {
 
 #[tokio::test]
 async fn a_connection_lost_after_bdat_last_is_an_unknown_delivery() {
-    let (mut connection, _) = connected(CHUNKING_EHLO, |line| match line {
+    let (mut connection, _) = chunking(|line| match line {
         l if l.ends_with("LAST") => "".into(),
         l => usual(l),
     })
