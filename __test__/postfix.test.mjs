@@ -1,12 +1,15 @@
 // Against Postfix, what many on-premises relays run: Debian's `postfix` (CI installs it;
-// see .ci/run), started as a throwaway loopback server (support/postfix.mjs). Three
+// see .ci/run), started as a throwaway loopback server (support/postfix.mjs). Four
 // listeners: everything on (PIPELINING, 8BITMIME, SMTPUTF8, DSN, CHUNKING), those extensions
-// off, and a recipient limit of 3 (452 4.5.3 beyond it). No AUTH: a transport without `auth` sends in plaintext
-// to a relay that offers no STARTTLS, as an internal relay on a trusted network would.
+// off, a recipient limit of 3 (452 4.5.3 beyond it), and STARTTLS required (the test CA's
+// certificate). No AUTH (Postfix needs a SASL server for it): a transport without `auth`
+// sends in plaintext to a relay that offers no STARTTLS, as an internal relay on a trusted
+// network would, and uses STARTTLS when it is offered.
 // Needs root (Postfix's master) and the package; both hold in CI.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
+import { makeTestPki } from './support/certs.mjs';
 import { loadTransport } from './support/config.mjs';
 import { rejection } from './support/errors.mjs';
 import { startPostfix } from './support/postfix.mjs';
@@ -19,13 +22,18 @@ const T = { timeout: 60000 };
 const FROM = 'sender@example.com';
 
 let postfix;
+const pki = makeTestPki();
 
 before(async () => {
-    postfix = await startPostfix({
-        full: '',
-        bare: '-o smtputf8_enable=no -o smtpd_discard_ehlo_keywords=8bitmime,chunking,dsn',
-        limited: '-o smtpd_recipient_limit=3'
-    });
+    postfix = await startPostfix(
+        {
+            full: '',
+            bare: '-o smtputf8_enable=no -o smtpd_discard_ehlo_keywords=8bitmime,chunking,dsn',
+            limited: '-o smtpd_recipient_limit=3',
+            starttls: '-o smtpd_tls_security_level=encrypt -o smtpd_tls_cert_file={dir}/cert.pem -o smtpd_tls_key_file={dir}/key.pem'
+        },
+        { files: { 'cert.pem': pki.certPem, 'key.pem': pki.keyPem } }
+    );
 });
 after(() => postfix?.stop());
 
@@ -120,4 +128,16 @@ test('Postfix: 2,000 recipients in four pipelined transactions', T, async t => {
     const to = Array.from({ length: 2000 }, (_, i) => `r${i}@example.net`);
     const info = await transportTo(t, postfix.ports.full).sendMail({ from: FROM, to: 'list@example.net', envelope: { from: FROM, to }, subject: 'many', text: 'x' });
     assert.equal(info.accepted.length, 2000);
+});
+
+test('Postfix with STARTTLS (the test CA): the transport upgrades and the message goes over TLS', T, async t => {
+    const before = (await sessionSummaries(0)).length;
+    const transport = transportTo(t, postfix.ports.starttls, { tls: { ca: pki.caPem, servername: 'localhost' } });
+    const info = await transport.sendMail({ from: FROM, to: 'a@example.net', subject: 'tls', text: 'x' });
+    assert.deepEqual(info.accepted, ['a@example.net']);
+    const summary = (await sessionSummaries(before + 1))[before];
+    assert.match(summary, /ehlo=2 starttls=1 mail=1 rcpt=1 data=1/, summary);
+    const untrusted = transportTo(t, postfix.ports.starttls);
+    const err = await rejection(untrusted.sendMail({ from: FROM, to: 'a@example.net', text: 'x' }));
+    assert.equal(err.code, 'ETLS', 'the test CA is not trusted without tls.ca');
 });

@@ -20,14 +20,20 @@ async function freePort() {
 const service = (...columns) => columns.join(' ');
 
 /**
- * @param {Record<string, string>} listeners  e.g. { full: '', bare: '-o smtputf8_enable=no' }
+ * @param {Record<string, string>} listeners  e.g. { full: '', bare: '-o smtputf8_enable=no' };
+ *        `{dir}` in the options is the config directory
+ * @param {{ files?: Record<string, string> }} [opts]  files written to the config directory
+ *        first (certificates, keys), mode 0600
  * @returns {Promise<{ ports: Record<string, number>, log: () => string, stop: () => Promise<void> }>}
  */
-export async function startPostfix(listeners) {
+export async function startPostfix(listeners, { files = {} } = {}) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postfix-test-'));
     fs.chmodSync(dir, 0o755); // the mail owner must reach data/
     fs.mkdirSync(path.join(dir, 'queue'));
     fs.mkdirSync(path.join(dir, 'data'));
+    for (const [name, content] of Object.entries(files)) {
+        fs.writeFileSync(path.join(dir, name), content, { mode: 0o600 });
+    }
     // The master writes its lock file there as the mail owner.
     spawnSync('chown', ['postfix', path.join(dir, 'data')]);
     const ports = {};
@@ -63,7 +69,7 @@ export async function startPostfix(listeners) {
         path.join(dir, 'master.cf'),
         [
             ...Object.entries(listeners).map(([name, options]) =>
-                service(`127.0.0.1:${ports[name]}`, 'inet', 'n', '-', 'n', '-', '-', `smtpd ${options}`.trim())
+                service(`127.0.0.1:${ports[name]}`, 'inet', 'n', '-', 'n', '-', '-', `smtpd ${options.replaceAll('{dir}', dir)}`.trim())
             ),
             service('pickup', 'unix', 'n', '-', 'n', '60', '1', 'pickup'),
             service('cleanup', 'unix', 'n', '-', 'n', '-', '0', 'cleanup'),
@@ -81,6 +87,7 @@ export async function startPostfix(listeners) {
             service('anvil', 'unix', '-', '-', 'n', '-', '1', 'anvil'),
             service('scache', 'unix', '-', '-', 'n', '-', '1', 'scache'),
             service('postlog', 'unix-dgram', 'n', '-', 'n', '-', '1', 'postlogd'),
+            service('tlsmgr', 'unix', '-', '-', 'n', '1000?', '1', 'tlsmgr'),
             ''
         ].join('\n')
     );
