@@ -128,6 +128,10 @@ export interface SmtpConfig {
   rateDelta?: number
   /** Retries of transient failures (4xx, lost connections, timeouts before the message left). Default 3. */
   maxRetries?: number
+  /** Recipients per SMTP transaction (default 500, Exchange Online's limit); more go in following transactions. 1 to 100000. */
+  maxRecipientsPerMessage?: number
+  /** Send messages in BDAT chunks (RFC 3030) when the server offers CHUNKING (default false: DATA). */
+  chunking?: boolean
   /** `true`: attachments may not name local files (`path`); `EMESSAGE` naming the field. A message cannot switch it off. */
   disableFileAccess?: boolean
   /** `true`: attachments may not name URLs (`href`, or an http(s) `path`); `EMESSAGE` naming the field. */
@@ -193,12 +197,27 @@ export interface MailMessage {
   disableFileAccess?: boolean
   /** `true`: this message's attachments may not name URLs. */
   disableUrlAccess?: boolean
+  /** Delivery status notifications (RFC 3461); the server must offer DSN, else `EMESSAGE`. */
+  dsn?: DsnOptions
+}
+
+/** nodemailer's `dsn` message option. */
+export interface DsnOptions {
+  /** `ENVID`: returned in every notification. */
+  id?: string
+  /** `RET`: return the headers only or the full message. */
+  return?: 'headers' | 'full'
+  /** `NOTIFY`: `'never'`, or any of `'success'`, `'failure'`, `'delay'`. */
+  notify?: 'never' | 'success' | 'failure' | 'delay' | Array<'success' | 'failure' | 'delay'> | string
+  /** `ORCPT`: the original recipient (`rfc822;` is added when no type is given). */
+  recipient?: string
 }
 
 /** Every error this package throws or rejects with. */
 export interface SmtpOAuthError extends Error {
   /**
-   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP),
+   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP, or answered a
+   * command with a reply RFC 5321 does not allow it),
    * `EUNKNOWN_DELIVERY` (the message was sent but the connection failed before the server
    * confirmed it: it may have been delivered, and it was not resent) and `EINTERNAL` (a bug
    * in this package stopped this send; not retried).

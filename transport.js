@@ -77,7 +77,7 @@ class Transport extends EventEmitter {
     const messageId = mail.message.messageId()
     mail.message.build((err, raw) => {
       if (err) return callback(err)
-      const sending = this.#submit((id) => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to }, id))
+      const sending = this.#submit((id) => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to, dsn: mail.data.dsn }, id))
       this.#track(sending).then(
         (info) => callback(null, { ...info, envelope, messageId }),
         (sendErr) => callback(sendErr),

@@ -47,7 +47,9 @@ impl Connector {
             let outcome = match self.open_connection().await {
                 Ok(mut connection) => match contained(connection.send(message)).await {
                     Ok(outcome) => {
-                        connection.quit().await;
+                        // The send is settled by the reply to the message: QUIT need not
+                        // be waited for.
+                        tokio::spawn(connection.quit());
                         outcome
                     }
                     // A bug: the connection's state is unknown, so it is dropped, not reused.

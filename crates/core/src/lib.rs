@@ -9,6 +9,7 @@ pub mod address;
 pub mod config;
 pub mod connector;
 pub mod content_access;
+pub mod dsn;
 pub mod error;
 pub mod hints;
 pub mod input;

@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use lettre::address::{Address, Envelope};
 use lettre::message::header::{
-    ContentDisposition, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
+    self, ContentDisposition, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
 };
-use lettre::message::{Attachment, Body as PartBody, Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment, Body as PartBody, Mailbox, Mailboxes, MultiPart, SinglePart};
 
-use crate::address::{parse_mailboxes, parse_single_mailbox};
+use crate::address::{parse_mailboxes, parse_single_mailbox, with_ascii_domain};
 use crate::content_access::ContentAccess;
+use crate::dsn::{parse_dsn, Dsn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{ByteBuf, Field, Value};
 
@@ -38,6 +39,8 @@ pub struct OutgoingMessage {
     pub envelope_to: Vec<Address>,
     /// The whole RFC 5322 message, not yet dot-stuffed.
     pub body: MessageBody,
+    /// `message.dsn`: the delivery status notifications asked for.
+    pub dsn: Option<Dsn>,
 }
 
 /// The message's bytes, in order: what lettre formatted, with large attachment bodies left
@@ -226,21 +229,29 @@ pub async fn build_message(
     let reply_to = parse_mailboxes(&root.child("replyTo"))?;
     let (envelope_from, envelope_to) = envelope(&root, &from, &sender, [&to, &cc, &bcc])?;
 
-    let mut builder = lettre::Message::builder().from(from);
+    let mut builder = lettre::Message::builder().from(with_ascii_domain(from));
     if let Some(sender) = sender {
-        builder = builder.sender(sender);
+        builder = builder.sender(with_ascii_domain(sender));
     }
-    for mailbox in to {
-        builder = builder.to(mailbox);
+    // Each list set at once: lettre's one-at-a-time `to()` re-parses the whole header on
+    // every call, which takes seconds for a thousand recipients.
+    let list = |mailboxes: Vec<Mailbox>| {
+        mailboxes
+            .into_iter()
+            .map(with_ascii_domain)
+            .collect::<Mailboxes>()
+    };
+    if !to.is_empty() {
+        builder = builder.header(header::To::from(list(to)));
     }
-    for mailbox in cc {
-        builder = builder.cc(mailbox);
+    if !cc.is_empty() {
+        builder = builder.header(header::Cc::from(list(cc)));
     }
-    for mailbox in bcc {
-        builder = builder.bcc(mailbox);
+    if !bcc.is_empty() {
+        builder = builder.header(header::Bcc::from(list(bcc)));
     }
-    for mailbox in reply_to {
-        builder = builder.reply_to(mailbox);
+    if !reply_to.is_empty() {
+        builder = builder.header(header::ReplyTo::from(list(reply_to)));
     }
     if let Some(subject) = text_field(&root.child("subject"))? {
         root.child("subject").check_header_text(&subject)?;
@@ -293,6 +304,7 @@ pub async fn build_message(
         envelope_from,
         envelope_to,
         body: streamed.into_body(built.formatted()),
+        dsn: parse_dsn(&root.child("dsn"))?,
     })
 }
 
@@ -323,6 +335,7 @@ pub fn raw_message(raw: &Value, envelope: &Value) -> Result<OutgoingMessage> {
         body: MessageBody::from_bytes(bytes),
         envelope_from,
         envelope_to,
+        dsn: parse_dsn(&root.child("dsn"))?,
     })
 }
 

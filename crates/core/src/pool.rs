@@ -51,6 +51,8 @@ struct State {
     closing: bool,
     /// `close({ force: true })`: queued and delayed jobs are rejected.
     forced: bool,
+    /// Idle workers asked to stop, so that verify() gets their connection slot.
+    retiring: usize,
 }
 
 struct Job {
@@ -91,6 +93,40 @@ impl Pool {
                 "the pool stopped before the message was sent",
             ))
         })
+    }
+
+    /// Runs `work` (verify()) in a connection slot of its own, so that it never opens more
+    /// than `maxConnections` connections: it takes a free slot, or asks an idle worker to
+    /// stop (QUIT) and takes its slot, or waits for a busy one to finish.
+    pub async fn in_slot<T>(&self, work: impl Future<Output = T>) -> T {
+        loop {
+            let progressed = self.shared.progress.notified();
+            {
+                let mut state = self.shared.lock();
+                if state.workers < self.shared.options.max_connections {
+                    state.workers += 1;
+                    break;
+                }
+                let idle = state.workers - state.busy;
+                if idle > state.retiring && state.queue.is_empty() {
+                    state.retiring += 1;
+                    drop(state);
+                    self.shared.work.notify_waiters();
+                }
+            }
+            progressed.await;
+        }
+        let outcome = work.await;
+        let mut state = self.shared.lock();
+        state.workers -= 1;
+        // A message queued while the slot was taken still gets a worker.
+        if !state.queue.is_empty() {
+            state.workers += 1;
+            tokio::spawn(worker(Arc::clone(&self.shared)));
+        }
+        drop(state);
+        self.shared.progress.notify_waiters();
+        outcome
     }
 
     pub fn max_connections(&self) -> usize {
@@ -174,6 +210,10 @@ impl Shared {
                     return Some(job);
                 }
                 if state.closing {
+                    return None;
+                }
+                if state.retiring > 0 {
+                    state.retiring -= 1;
                     return None;
                 }
             }
@@ -263,6 +303,15 @@ fn worker(shared: Arc<Shared>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
 async fn run_worker(shared: Arc<Shared>) {
     let mut connection: Option<SmtpConnection> = None;
     while let Some(job) = shared.next_job().await {
+        // A connection that received something while idle (a 421, a close) is replaced:
+        // what waits in it would be read as the reply to the next command.
+        if let Some(mut idle) = connection.take() {
+            if idle.is_reusable() {
+                connection = Some(idle);
+            } else {
+                let _ = contained(idle.quit()).await;
+            }
+        }
         // A panic (a bug) fails this job alone: the worker drops the connection, whose
         // state is unknown, gives the job its error and takes the next one on a fresh
         // connection, so the slot is never lost and close() never waits for it.

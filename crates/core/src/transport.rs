@@ -142,10 +142,17 @@ impl Transport {
     }
 
     /// Connects, sets up TLS, authenticates and quits: proves the whole chain works.
+    /// With a pool, it takes one of its `maxConnections` slots.
     pub async fn verify(&self) -> Result<()> {
-        let connection = self.connector.open_connection().await?;
-        connection.quit().await;
-        Ok(())
+        let check = async {
+            let connection = self.connector.open_connection().await?;
+            connection.quit().await;
+            Ok(())
+        };
+        match &self.pool {
+            Some(pool) => pool.in_slot(check).await,
+            None => check.await,
+        }
     }
 
     /// Accepts a send, synchronously, before any of its work: a send admitted before
