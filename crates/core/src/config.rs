@@ -461,10 +461,12 @@ fn parse_oauth2(field: &Field, inputs: &ConfigInputs) -> Result<OAuth2Config> {
             (Some(Value::Other(kind)), Some(callback)) if kind == "function" => {
                 ClientCredential::AssertionCallback(callback)
             }
-            _ => {
-                return Err(field
-                    .child("clientAssertion")
-                    .wrong_type("a function returning the client assertion (a string, or a Promise of one)"))
+            (given, _) => {
+                // Never the value: a string here is most likely an assertion itself.
+                let got = given.map(Value::type_name).unwrap_or("nothing");
+                return Err(field.child("clientAssertion").error(format!(
+                    "must be a function returning the client assertion (a string, or a Promise of one), got {got}"
+                )));
             }
         },
         Chosen::ManagedIdentity(identity) => {
@@ -590,7 +592,14 @@ fn choose_credential<'a>(field: &Field<'a>, variable: &dyn Fn(&str) -> Option<St
         ["clientSecret"] => Ok(Chosen::Secret),
         ["privateKey"] => Ok(Chosen::Certificate),
         ["clientAssertionFile"] => {
-            let path = field.child("clientAssertionFile").string()?.trim();
+            let file = field.child("clientAssertionFile");
+            let path = file.string()?.trim();
+            // The assertion itself given by mistake would be echoed as "the file <path>".
+            if path.starts_with("eyJ") && path.matches('.').count() >= 2 && !path.contains('/') {
+                return Err(file.error(
+                    "looks like an assertion (a JWT), not a file path: give the path of the file the platform writes, or the assertion through clientAssertion",
+                ));
+            }
             Ok(Chosen::File(path))
         }
         ["clientAssertion"] => Ok(Chosen::Callback),

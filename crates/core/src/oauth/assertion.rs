@@ -50,7 +50,7 @@ impl AssertionCallback {
                 "it did not settle within {} ms (oauth2.clientAssertionTimeout)",
                 timeout.as_millis()
             ))),
-            Ok(Err(problem)) => Err(failed(problem)),
+            Ok(Err(problem)) => Err(failed(redact_jwts(&problem))),
             Ok(Ok(assertion)) if assertion.expose().trim().is_empty() => {
                 Err(failed("it returned an empty string".into()))
             }
@@ -131,6 +131,29 @@ pub(crate) async fn read_bounded(
         return Err(ReadProblem::TooLarge(limit));
     }
     Ok(content)
+}
+
+/// `text` with anything shaped like a JWT (`eyJ...` with two dots) replaced by
+/// `<redacted>`: a callback's error message may quote the assertion it could not use.
+fn redact_jwts(text: &str) -> String {
+    let is_jwt_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("eyJ") {
+        let candidate = &rest[start..];
+        let end = candidate
+            .find(|c: char| !is_jwt_char(c))
+            .unwrap_or(candidate.len());
+        out.push_str(&rest[..start]);
+        if candidate[..end].matches('.').count() >= 2 {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(&candidate[..end]);
+        }
+        rest = &candidate[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn trimmed(assertion: Secret) -> Secret {
@@ -276,6 +299,14 @@ mod tests {
                 "EOAUTH2",
                 "mail.smtp.oauth2.clientAssertion failed: vault says no"
             )
+        );
+        let quoting = AssertionCallback::new(|| {
+            Box::pin(async { Err("bad token eyJhbGc.eyJzdWI.c2ln-x_y, eyJ alone".to_string()) })
+        });
+        let err = quoting.assertion(Duration::from_secs(1)).await.unwrap_err();
+        assert_eq!(
+            err.message(),
+            "mail.smtp.oauth2.clientAssertion failed: bad token <redacted>, eyJ alone"
         );
         let hanging = AssertionCallback::new(|| Box::pin(std::future::pending()));
         let err = hanging.assertion(Duration::from_millis(20)).await.unwrap_err();
