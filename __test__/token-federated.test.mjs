@@ -166,7 +166,8 @@ test('AADSTS700024 (assertion expired): EOAUTH2 whose hint names a stale token f
 });
 
 test('clientAssertion callback: called once per token request (sync or async), its result sent as the client assertion', T, async t => {
-    const { env, received, config } = await assertionEnv(t, { expiresIn: 1 });
+    // A 2 s token: fresh for 1 s, not used after 1.75 s.
+    const { env, received, config } = await assertionEnv(t, { expiresIn: 2 });
     const issued = [];
     const clientAssertion = async () => {
         const assertion = federatedToken(`callback-${issued.length + 1}`);
@@ -177,7 +178,7 @@ test('clientAssertion callback: called once per token request (sync or async), i
     await transport.sendMail(mail(1));
     await transport.sendMail(mail(2)); // the cached token: no call
     assert.equal(issued.length, 1);
-    await sleep(1100);
+    await sleep(1900);
     await transport.sendMail(mail(3));
     assert.deepEqual(received, issued);
     assert.equal(issued.length, 2);
@@ -202,7 +203,13 @@ test('a callback that throws, rejects, returns a non-string or an empty string: 
         [() => undefined, 'it returned undefined, not a string'],
         [() => '  ', 'it returned an empty string']
     ]) {
-        const err = await rejection(env.track(createTransport(config({ clientAssertion }))).sendMail(mail(1)));
+        let calls = 0;
+        const counted = () => {
+            calls += 1;
+            return clientAssertion();
+        };
+        const err = await rejection(env.track(createTransport(config({ clientAssertion: counted }))).sendMail(mail(1)));
+        assert.equal(calls, 1, 'a failing callback is not called again at once (no retry)');
         assertCode(err, 'EOAUTH2');
         assert.ok(err.message.startsWith('mail.smtp.oauth2.clientAssertion failed: '), err.message);
         assert.ok(err.message.includes(why), `${err.message} should say ${why}`);

@@ -240,14 +240,17 @@ impl ManagedIdentity {
             ))
             .with_http_status(status));
         };
-        let path = arc_key_path(&path, Path::new(ARC_TOKEN_DIR)).map_err(failed)?;
+        // The challenge was answered (401); what goes wrong from here on is not helped by
+        // asking again at once, so the errors carry that status (permanent, not retried).
+        let refused = |problem: String| failed(problem).with_http_status(status);
+        let path = arc_key_path(&path, Path::new(ARC_TOKEN_DIR)).map_err(refused)?;
         let content = read_bounded(&path, MAX_ARC_KEY_BYTES)
             .await
             .map_err(|problem| {
-                failed(format!("challenge file {} {}", path.display(), problem.describe()))
+                refused(format!("challenge file {} {}", path.display(), problem.describe()))
                     .with_hint("Only root and members of the himds group may read the Azure Arc challenge file: run the process as one of them.")
             })?;
-        let key = std::str::from_utf8(&content).map_err(|_| failed("challenge file is not text".into()))?;
+        let key = std::str::from_utf8(&content).map_err(|_| refused("challenge file is not text".into()))?;
         Ok(Secret::new(key.trim()))
     }
 

@@ -11,7 +11,8 @@ use crate::error::{Error, ErrorKind, OAuthErrorBody, Result};
 use crate::hints::{oauth_hint, ASSERTION_CODES};
 use crate::oauth::assertion::{AssertionClaims, JWT_BEARER};
 use crate::oauth::claims::token_expiry;
-use crate::oauth::credential::ClientCredential;
+use crate::oauth::credential::{CertificateCredential, ClientCredential};
+use crate::oauth::managed_identity::ManagedIdentity;
 use crate::secret::Secret;
 
 /// A token endpoint's answer is a few KB; anything far larger is not a token response.
@@ -308,9 +309,10 @@ pub async fn request_token(
     config: &OAuth2Config,
     last_assertion: &Mutex<Option<AssertionClaims>>,
 ) -> Result<(TokenGrant, SentAt)> {
+    let credential = RequestCredential::prepare(config, last_assertion).await?;
     let mut attempt = 1;
     loop {
-        match request_once(http, config, last_assertion).await {
+        match request_once(http, config, &credential).await {
             Err(err) if attempt < MAX_ATTEMPTS && err.is_transient() && err.http_status() != Some(429) => {
                 let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
                 // Full jitter between half and all of the backoff: many transports started
@@ -324,35 +326,57 @@ pub async fn request_token(
     }
 }
 
+/// What one token request (with its retries) proves itself with.
+enum RequestCredential<'a> {
+    Secret(&'a Secret),
+    /// Signed afresh for every attempt (each assertion has its own `jti`).
+    Certificate(&'a CertificateCredential),
+    /// From a federated token file or a callback: obtained once per token request (a
+    /// missing file or a failing callback is not helped by asking again at once).
+    External(Secret, AssertionClaims),
+    ManagedIdentity(&'a ManagedIdentity),
+}
+
+impl<'a> RequestCredential<'a> {
+    /// Reads the file or calls the callback; the assertion's claims go to `last_assertion`.
+    async fn prepare(
+        config: &'a OAuth2Config,
+        last_assertion: &Mutex<Option<AssertionClaims>>,
+    ) -> Result<Self> {
+        let assertion = match &config.credential {
+            ClientCredential::Secret(secret) => return Ok(RequestCredential::Secret(secret)),
+            ClientCredential::Certificate(certificate) => {
+                return Ok(RequestCredential::Certificate(certificate))
+            }
+            ClientCredential::ManagedIdentity(identity) => {
+                return Ok(RequestCredential::ManagedIdentity(identity))
+            }
+            ClientCredential::AssertionFile(file) => file.assertion().await?,
+            ClientCredential::AssertionCallback(callback) => {
+                callback.assertion(config.assertion_timeout).await?
+            }
+        };
+        let claims = AssertionClaims::of(assertion.expose()).unwrap_or_default();
+        *last_assertion.lock().unwrap_or_else(|e| e.into_inner()) = Some(claims.clone());
+        Ok(RequestCredential::External(assertion, claims))
+    }
+}
+
 async fn request_once(
     http: &reqwest::Client,
     config: &OAuth2Config,
-    last_assertion: &Mutex<Option<AssertionClaims>>,
+    credential: &RequestCredential<'_>,
 ) -> Result<(TokenGrant, SentAt)> {
     let url = &config.token_url;
-    let (credential_field, credential_value) = match &config.credential {
-        ClientCredential::ManagedIdentity(identity) => return identity.request_once(http, config).await,
-        ClientCredential::Secret(secret) => ("client_secret", secret.clone()),
-        ClientCredential::Certificate(certificate) => (
+    let (credential_field, credential_value) = match credential {
+        RequestCredential::ManagedIdentity(identity) => return identity.request_once(http, config).await,
+        RequestCredential::Secret(secret) => ("client_secret", (*secret).clone()),
+        RequestCredential::Certificate(certificate) => (
             "client_assertion",
             certificate.assertion(&config.client_id, url.as_str())?,
         ),
-        ClientCredential::AssertionFile(file) => ("client_assertion", file.assertion().await?),
-        ClientCredential::AssertionCallback(callback) => (
-            "client_assertion",
-            callback.assertion(config.assertion_timeout).await?,
-        ),
+        RequestCredential::External(assertion, _) => ("client_assertion", assertion.clone()),
     };
-    // Someone else's assertion: what it claims is what Entra ID matches against the app's
-    // federated credentials, worth showing when it is refused.
-    let claims = matches!(
-        config.credential,
-        ClientCredential::AssertionFile(_) | ClientCredential::AssertionCallback(_)
-    )
-    .then(|| AssertionClaims::of(credential_value.expose()).unwrap_or_default());
-    if let Some(claims) = &claims {
-        *last_assertion.lock().unwrap_or_else(|e| e.into_inner()) = Some(claims.clone());
-    }
     let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_id", config.client_id.as_str()),
@@ -364,9 +388,11 @@ async fn request_once(
     form.push((credential_field, credential_value.expose()));
     let request = http.post(url.clone()).form(&form);
     let outcome = exchange(request, config, &credential_value).await;
-    match claims {
-        Some(claims) => outcome.map_err(|err| with_assertion_claims(err, &claims)),
-        None => outcome,
+    // Someone else's assertion: what it claims is what Entra ID matches against the app's
+    // federated credentials, worth showing when it is refused.
+    match credential {
+        RequestCredential::External(_, claims) => outcome.map_err(|err| with_assertion_claims(err, claims)),
+        _ => outcome,
     }
 }
 
