@@ -96,6 +96,17 @@ mod tests {
     }
 
     #[test]
+    fn federated_assertion_refusals() {
+        let no_match = oauth_hint("invalid_request", &[70021]).unwrap();
+        assert!(no_match.contains("api://AzureADTokenExchange") && no_match.contains("subject"));
+        let expired = oauth_hint("invalid_client", &[700024]).unwrap();
+        assert!(expired.contains("stale") && expired.contains("clock"));
+        assert!(ASSERTION_CODES.contains(&700213));
+        assert!(managed_identity_unreachable(true, "the Azure VM default (IMDS)")
+            .contains("not running on an Azure VM"));
+    }
+
+    #[test]
     fn exchange_replies() {
         assert!(smtp_hint(535, "5.7.3 Authentication unsuccessful")
             .unwrap()

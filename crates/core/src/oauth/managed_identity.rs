@@ -13,6 +13,7 @@
 //! the App Service header or the Arc key, which are only good for that same endpoint.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::config::OAuth2Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -29,6 +30,10 @@ const ARC_API_VERSION: &str = "2019-11-01";
 /// Where the Arc agent writes its challenge files on Linux (documented by Azure Arc; the
 /// realm of a 401 pointing anywhere else is refused).
 pub const ARC_TOKEN_DIR: &str = "/var/opt/azcmagent/tokens";
+/// On an Azure VM, IMDS accepts a connection at once; elsewhere a connection to
+/// 169.254.169.254 often hangs (no route): without this bound, "not on Azure" would take the
+/// whole token timeout, three times.
+const IMDS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The Arc key file is a few hundred bytes; azure-identity refuses more than 4 KB.
 const MAX_ARC_KEY_BYTES: u64 = 4096;
 
@@ -154,6 +159,14 @@ impl ManagedIdentity {
             chosen_by,
             header,
         })
+    }
+
+    /// How long to wait for a connection to the endpoint: briefly for IMDS.
+    pub fn connect_timeout(&self, timeout: Duration) -> Duration {
+        match self.kind {
+            EndpointKind::Imds => timeout.min(IMDS_CONNECT_TIMEOUT),
+            _ => timeout,
+        }
     }
 
     /// The environment variables that chose the endpoint.

@@ -21,7 +21,7 @@ use crate::config::{OAuth2Config, TlsOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::oauth::assertion::AssertionClaims;
 use crate::oauth::claims::{inspect, Expectations, TokenReport};
-use crate::oauth::credential::CredentialReport;
+use crate::oauth::credential::{ClientCredential, CredentialReport};
 use crate::oauth::token::{request_token, AccessToken, Freshness};
 use crate::tls::token_client_config;
 
@@ -53,9 +53,13 @@ pub struct TokenProvider {
 
 impl TokenProvider {
     pub fn new(config: OAuth2Config, tls: &TlsOptions, listener: Option<TokenListener>) -> Result<Self> {
+        let connect_timeout = match &config.credential {
+            ClientCredential::ManagedIdentity(identity) => identity.connect_timeout(config.timeout),
+            _ => config.timeout,
+        };
         let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(token_client_config(&config, tls)?)
-            .connect_timeout(config.timeout)
+            .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .http1_only();
         if config.token_url.scheme() != "https" {
