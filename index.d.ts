@@ -40,6 +40,14 @@ export declare class NativeTransport {
    * calls reject with `ECONNECTION`.
    */
   close(force?: boolean | undefined | null): Promise<void>
+  /**
+   * For `process.on('exit')` (also reached through `process.exit()`, which runs no event
+   * loop and no environment cleanup hooks afterwards): closes the transport now,
+   * synchronously, as `close({ force: true })` would. Idle pooled connections are sent
+   * QUIT; the whole takes at most `EXIT_QUIT_BUDGET`, after which whatever is still open is
+   * left to the process's end (the kernel closes the sockets).
+   */
+  closeAtExit(): void
 }
 
 /** An access token, for callers that also use it elsewhere (e.g. Microsoft Graph). */

@@ -158,7 +158,20 @@ export interface SmtpConfig {
   rateDelta?: number
   /** Retries of transient failures (4xx, lost connections, timeouts before the message left). Default 3. */
   maxRetries?: number
-  /** `true` logs to the console; or an object with `debug`/`info`/`warn`/`error` methods. */
+  /** Recipients per SMTP transaction (default 500, Exchange Online's limit); more go in following transactions. 1 to 100000. */
+  maxRecipientsPerMessage?: number
+  /** Send messages in BDAT chunks (RFC 3030) when the server offers CHUNKING (default false: DATA). */
+  chunking?: boolean
+  /** `true`: attachments may not name local files (`path`); `EMESSAGE` naming the field. A message cannot switch it off. */
+  disableFileAccess?: boolean
+  /** `true`: attachments may not name URLs (`href`, or an http(s) `path`); `EMESSAGE` naming the field. */
+  disableUrlAccess?: boolean
+  /** The largest file an attachment `path` may name, in bytes (default 67108864, 64 MiB). */
+  maxFileSize?: number
+  /**
+   * `true` logs to the console; or an object with `debug`/`info`/`warn`/`error` methods. At
+   * most 1024 lines wait for it; more are dropped and counted ("N log lines dropped").
+   */
   logger?: boolean | Partial<Record<'debug' | 'info' | 'warn' | 'error', (message: string) => void>>
   /** Log the SMTP transcript (with AUTH redacted) at debug level. */
   debug?: boolean
@@ -170,12 +183,20 @@ export type Addresses = Address | Address[]
 
 export interface Attachment {
   filename?: string
-  /** The content; a string is UTF-8 unless `encoding` says otherwise. */
-  content?: string | Buffer | Uint8Array
+  /**
+   * The content; a string is UTF-8 unless `encoding` says otherwise. Bytes are copied when
+   * `sendMail` is called: changing or transferring them afterwards does not affect the message.
+   */
+  content?: string | Buffer | ArrayBufferView | ArrayBuffer
   /** How a string `content` is encoded: `'base64'`, `'hex'`, `'binary'`, `'utf8'`. */
   encoding?: 'base64' | 'hex' | 'binary' | 'latin1' | 'utf8' | 'utf-8'
-  /** A local file to attach instead of `content`. */
+  /**
+   * A local file to attach instead of `content` (at most `maxFileSize` bytes; refused with
+   * `disableFileAccess`). An http(s) URL is refused: URL attachments are not supported yet.
+   */
   path?: string
+  /** A URL to attach: refused with `EMESSAGE` (not supported yet, or `disableUrlAccess`). */
+  href?: string
   /** MIME type (default: guessed from the file name). */
   contentType?: string
   /** Content-ID for inline images referenced as `cid:...` from the html. */
@@ -202,14 +223,34 @@ export interface MailMessage {
   priority?: 'high' | 'normal' | 'low'
   /** The SMTP envelope, when it differs from the headers. */
   envelope?: { from?: string; to?: Addresses }
+  /** `true`: this message's attachments may not name local files (cannot reopen the transport's). */
+  disableFileAccess?: boolean
+  /** `true`: this message's attachments may not name URLs. */
+  disableUrlAccess?: boolean
+  /** Delivery status notifications (RFC 3461); the server must offer DSN, else `EMESSAGE`. */
+  dsn?: DsnOptions
+}
+
+/** nodemailer's `dsn` message option. */
+export interface DsnOptions {
+  /** `ENVID`: returned in every notification. */
+  id?: string
+  /** `RET`: return the headers only or the full message. */
+  return?: 'headers' | 'full'
+  /** `NOTIFY`: `'never'`, or any of `'success'`, `'failure'`, `'delay'`. */
+  notify?: 'never' | 'success' | 'failure' | 'delay' | Array<'success' | 'failure' | 'delay'> | string
+  /** `ORCPT`: the original recipient (`rfc822;` is added when no type is given). */
+  recipient?: string
 }
 
 /** Every error this package throws or rejects with. */
 export interface SmtpOAuthError extends Error {
   /**
-   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP) and
+   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP, or answered a
+   * command with a reply RFC 5321 does not allow it),
    * `EUNKNOWN_DELIVERY` (the message was sent but the connection failed before the server
-   * confirmed it: it may have been delivered, and it was not resent).
+   * confirmed it: it may have been delivered, and it was not resent) and `EINTERNAL` (a bug
+   * in this package stopped this send; not retried).
    */
   code:
     | 'ECONFIG'
@@ -222,6 +263,7 @@ export interface SmtpOAuthError extends Error {
     | 'EMESSAGE'
     | 'EPROTOCOL'
     | 'EUNKNOWN_DELIVERY'
+    | 'EINTERNAL'
   /** The SMTP reply code, when a reply caused the error. */
   responseCode?: number
   /** The SMTP reply, or the token endpoint's `error_description`. */

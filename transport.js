@@ -45,8 +45,11 @@ class Transport extends EventEmitter {
       if (transport) transport.#complete(id, error, info)
     }
     this.#native = new NativeTransport(passedConfig, onComplete, defaults, onToken, onLog)
-    // As nodemailer's pool: a pooled transport announces that it can take messages.
-    if (nativeConfig.pool) setImmediate(() => this.isIdle() && this.emit('idle'))
+    if (nativeConfig.pool) {
+      quitAtExit(this, this.#native)
+      // As nodemailer's pool: a pooled transport announces that it can take messages.
+      setImmediate(() => this.isIdle() && this.emit('idle'))
+    }
     this.name = 'smtp-oauth-transport'
     this.version = version
     // What inspection shows: where mail goes and as whom; never a secret.
@@ -78,7 +81,7 @@ class Transport extends EventEmitter {
     const messageId = mail.message.messageId()
     mail.message.build((err, raw) => {
       if (err) return callback(err)
-      const sending = this.#submit((id) => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to }, id))
+      const sending = this.#submit((id) => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to, dsn: mail.data.dsn }, id))
       this.#track(sending).then(
         (info) => callback(null, { ...info, envelope, messageId }),
         (sendErr) => callback(sendErr),
@@ -160,6 +163,7 @@ class Transport extends EventEmitter {
    * zeroed; later sends reject.
    */
   close(options) {
+    forgetAtExit(this)
     return this.#native.close(Boolean(options && options.force))
   }
 
@@ -189,6 +193,49 @@ function releaseProcess(transport) {
     clearInterval(keepAlive)
     keepAlive = null
   }
+}
+
+// Pooled connections live in native tasks that do not hold the event loop: a script that
+// ends (naturally, or with process.exit(), which runs no event loop and no native cleanup
+// hooks) without close() would drop them without a word. Node emits 'exit' in both cases,
+// so one listener, present only while an unclosed pooled transport exists, closes them
+// there, synchronously (QUIT, bounded to half a second). Transports are held weakly: an
+// unclosed one can still be collected.
+const atExit = new Map() // key -> WeakRef of a transport's native half
+const exitKeys = new WeakMap() // transport -> its key in atExit
+const collected = new FinalizationRegistry((key) => atExit.delete(key) && updateExitListener())
+
+function quitAtExit(transport, native) {
+  // The key is a token, not the transport, so that neither map keeps the transport alive.
+  const key = {}
+  atExit.set(key, new WeakRef(native))
+  collected.register(transport, key, key)
+  exitKeys.set(transport, key)
+  updateExitListener()
+}
+
+function forgetAtExit(transport) {
+  const key = exitKeys.get(transport)
+  if (!key) return
+  exitKeys.delete(transport)
+  collected.unregister(key)
+  atExit.delete(key)
+  updateExitListener()
+}
+
+let listening = false
+function updateExitListener() {
+  if (atExit.size > 0 && !listening) process.on('exit', closePoolsAtExit)
+  if (atExit.size === 0 && listening) process.removeListener('exit', closePoolsAtExit)
+  listening = atExit.size > 0
+}
+
+function closePoolsAtExit() {
+  for (const native of atExit.values()) {
+    const alive = native.deref()
+    if (alive) alive.closeAtExit()
+  }
+  atExit.clear()
 }
 
 const LEVELS = ['debug', 'info', 'warn', 'error']

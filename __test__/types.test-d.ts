@@ -83,7 +83,9 @@ const full: SmtpConfig = {
     name: 'tas.contoso.com',
     connectionTimeout: 10_000,
     greetingTimeout: 10_000,
-    socketTimeout: 60_000
+    socketTimeout: 60_000,
+    maxRecipientsPerMessage: 500,
+    chunking: false
 };
 // The basic (password) configuration that TAS had before OAuth2.
 const basic: SmtpConfig = { host: 'relay.contoso.com', port: 25, auth: { user: 'tas', pass: 'secret' } };
@@ -134,7 +136,8 @@ const message: MailMessage = {
     inReplyTo: '<41@tas.contoso.com>',
     references: ['<40@tas.contoso.com>', '<41@tas.contoso.com>'],
     priority: 'high',
-    envelope: { from: 'bounces@contoso.com', to: ['a@contoso.com'] }
+    envelope: { from: 'bounces@contoso.com', to: ['a@contoso.com'] },
+    dsn: { id: 'tas-42', return: 'headers', notify: ['failure', 'delay'], recipient: 'a@contoso.com' }
 };
 
 async function send(): Promise<void> {

@@ -14,7 +14,7 @@ use napi::bindgen_prelude::{FnArgs, Function, JsObjectValue, Object, Promise, Pr
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Result, Status, ValueType};
 use napi_derive::napi;
-use smtp_oauth_core::log::{Level, LogSink};
+use smtp_oauth_core::log::{dropping_when_full, Level, LogSink};
 use smtp_oauth_core::oauth::{AssertionCallback, TokenListener};
 use smtp_oauth_core::secret::Secret;
 use smtp_oauth_core::transport::Admission;
@@ -158,6 +158,9 @@ pub struct AssertionClaimsInfo {
     pub exp: Option<f64>,
 }
 
+/// How long `closeAtExit()` may hold the exiting process to say QUIT.
+const EXIT_QUIT_BUDGET: Duration = Duration::from_millis(500);
+
 /// The native half of a transport; `transport.js` wraps it in nodemailer's API.
 #[napi]
 pub struct NativeTransport {
@@ -227,9 +230,6 @@ impl NativeTransport {
         };
         let transport =
             Arc::new(Transport::new(&config, defaults, environment).map_err(|err| to_js_error(&env, &err))?);
-        if transport.config().pool.is_some() {
-            quit_pool_at_exit(&env, Arc::downgrade(&transport))?;
-        }
         let completions = on_complete
             .build_threadsafe_function::<Completion>()
             .callee_handled::<false>()
@@ -366,6 +366,24 @@ impl NativeTransport {
         )
     }
 
+    /// For `process.on('exit')` (also reached through `process.exit()`, which runs no event
+    /// loop and no environment cleanup hooks afterwards): closes the transport now,
+    /// synchronously, as `close({ force: true })` would. Idle pooled connections are sent
+    /// QUIT; the whole takes at most `EXIT_QUIT_BUDGET`, after which whatever is still open is
+    /// left to the process's end (the kernel closes the sockets).
+    #[napi]
+    pub fn close_at_exit(&self) {
+        let Some(transport) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        transport.begin_close();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            napi::bindgen_prelude::block_on(async {
+                let _ = tokio::time::timeout(EXIT_QUIT_BUDGET, transport.close(true)).await;
+            })
+        }));
+    }
+
     /// Runs a send on napi's tokio runtime and reports its outcome through the completion
     /// channel; a panic becomes an error outcome instead of unwinding into Node.
     fn complete_later<F>(&self, id: u32, work: F)
@@ -469,37 +487,24 @@ fn client_assertion(config: Unknown) -> Result<Option<AssertionCallback>> {
     })))
 }
 
-/// Pooled connections live in Rust tasks that Node does not wait for: a script that exits
-/// without `close()` would drop them without a word. At environment teardown this sends
-/// them QUIT, bounded to half a second. The hook holds the transport weakly, so it never
-/// keeps one alive; if the runtime is already gone, it does nothing.
-fn quit_pool_at_exit(env: &Env, transport: std::sync::Weak<Transport>) -> Result<()> {
-    env.add_env_cleanup_hook(transport, |transport| {
-        let Some(transport) = transport.upgrade() else {
-            return;
-        };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            napi::bindgen_prelude::block_on(async {
-                let _ = tokio::time::timeout(Duration::from_millis(500), transport.close(true)).await;
-            })
-        }));
-    })?;
-    Ok(())
-}
+/// Log lines waiting for the JS thread; more are dropped and counted (see `dropping_when_full`).
+const LOG_QUEUE_LINES: usize = 1024;
 
-/// Forwards log lines to the JS callback (weak: never keeps the process alive).
+/// Forwards log lines to the JS callback (weak: never keeps the process alive) through a
+/// bounded queue: a logger that does not keep up loses lines, never blocks a send.
 fn log_sink(callback: Function<LogRecord, ()>) -> Result<LogSink> {
-    let tsfn: ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true> = callback
+    let tsfn: ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true, LOG_QUEUE_LINES> = callback
         .build_threadsafe_function()
         .callee_handled::<false>()
         .weak::<true>()
+        .max_queue_size::<LOG_QUEUE_LINES>()
         .build()?;
-    Ok(Arc::new(move |level: Level, message: &str| {
+    Ok(dropping_when_full(move |level: Level, message: String| {
         let record = LogRecord {
             level: level.as_str().to_string(),
-            message: message.to_string(),
+            message,
         };
-        tsfn.call(record, ThreadsafeFunctionCallMode::NonBlocking);
+        tsfn.call(record, ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok
     }))
 }
 
@@ -516,7 +521,7 @@ async fn guarded<T: Send + 'static>(
     match tokio::spawn(work).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Error::new(
-            ErrorKind::Protocol,
+            ErrorKind::Internal,
             "internal error: the operation panicked (please report this bug)",
         )),
     }

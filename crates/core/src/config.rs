@@ -8,6 +8,7 @@ use std::time::Duration;
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use zeroize::Zeroizing;
 
+use crate::content_access::ContentAccess;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Field, Value};
 use crate::oauth::{
@@ -62,6 +63,12 @@ pub struct TransportConfig {
     /// Attempts after the first for transient failures (4xx, lost connections, timeouts).
     pub max_retries: u32,
     pub network: NetworkOptions,
+    /// Whether attachments may name local files and URLs, and how large a file may be.
+    pub content_access: ContentAccess,
+    /// Recipients per SMTP transaction; a message to more is sent in several.
+    pub max_recipients_per_message: usize,
+    /// Send the content in BDAT chunks when the server offers CHUNKING (else after DATA).
+    pub chunking: bool,
 }
 
 /// How the SMTP server is reached: nodemailer's `proxy`, `localAddress`, `dnsTimeout`.
@@ -244,6 +251,13 @@ impl TransportConfig {
                 .optional_integer(0..=20)?
                 .unwrap_or(DEFAULT_MAX_RETRIES as u64) as u32,
             network: parse_network(&root)?,
+            content_access: ContentAccess::from_config(&root)?,
+            max_recipients_per_message: root
+                .child("maxRecipientsPerMessage")
+                .optional_integer(1..=100_000)?
+                .unwrap_or(DEFAULT_MAX_RECIPIENTS_PER_MESSAGE)
+                as usize,
+            chunking: root.child("chunking").optional_bool()?.unwrap_or(false),
             auth,
         })
     }
@@ -261,6 +275,8 @@ const DEFAULT_MAX_MESSAGES: usize = 100;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RATE_DELTA: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Exchange Online's limit of recipients per message.
+const DEFAULT_MAX_RECIPIENTS_PER_MESSAGE: u64 = 500;
 
 fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     if !root.child("pool").optional_bool()?.unwrap_or(false) {
@@ -1012,6 +1028,33 @@ mod tests {
                 "{bad}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn recipients_per_message_and_chunking() {
+        let parsed = TransportConfig::from_value(&tas_config(), None).unwrap();
+        assert_eq!(parsed.max_recipients_per_message, 500);
+        assert!(!parsed.chunking);
+        let config = set(&tas_config(), &["maxRecipientsPerMessage"], Value::Number(2000.0));
+        let config = set(&config, &["chunking"], Value::Bool(true));
+        let parsed = TransportConfig::from_value(&config, None).unwrap();
+        assert_eq!(parsed.max_recipients_per_message, 2000);
+        assert!(parsed.chunking);
+        for bad in [0.0, 1.5, 200_000.0] {
+            let config = set(&tas_config(), &["maxRecipientsPerMessage"], Value::Number(bad));
+            assert!(
+                error_of(&config)
+                    .starts_with("mail.smtp.maxRecipientsPerMessage must be a number between 1 and 100000"),
+                "{bad}: {}",
+                error_of(&config)
+            );
+        }
+        let config = set(&tas_config(), &["chunking"], Value::str("yes"));
+        assert!(
+            error_of(&config).starts_with("mail.smtp.chunking must be"),
+            "{}",
+            error_of(&config)
+        );
     }
 
     #[test]

@@ -8,12 +8,15 @@
 pub mod address;
 pub mod config;
 pub mod connector;
+pub mod content_access;
+pub mod dsn;
 pub mod error;
 pub mod hints;
 pub mod input;
 pub mod log;
 pub mod message;
 pub mod oauth;
+pub mod panic;
 pub mod pool;
 pub mod secret;
 pub mod smtp;

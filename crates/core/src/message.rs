@@ -9,11 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use lettre::address::{Address, Envelope};
 use lettre::message::header::{
-    ContentDisposition, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
+    self, ContentDisposition, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
 };
-use lettre::message::{Attachment, Body as PartBody, Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment, Body as PartBody, Mailbox, Mailboxes, MultiPart, SinglePart};
 
-use crate::address::{parse_mailboxes, parse_single_mailbox};
+use crate::address::{parse_mailboxes, parse_single_mailbox, with_ascii_domain};
+use crate::content_access::ContentAccess;
+use crate::dsn::{parse_dsn, Dsn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{ByteBuf, Field, Value};
 
@@ -21,7 +23,7 @@ use crate::input::{ByteBuf, Field, Value};
 const MESSAGE_ROOT: &str = "message";
 
 /// Attachments at least this large are not encoded in memory: their base64 is produced
-/// while they are written to the socket, from the caller's own buffer.
+/// while they are written to the socket, from the one copy taken at the call.
 const STREAM_THRESHOLD: usize = 64 * 1024;
 /// Input bytes per base64 line (76 characters), as MIME wants them.
 pub const BASE64_LINE_INPUT: usize = 57;
@@ -37,6 +39,8 @@ pub struct OutgoingMessage {
     pub envelope_to: Vec<Address>,
     /// The whole RFC 5322 message, not yet dot-stuffed.
     pub body: MessageBody,
+    /// `message.dsn`: the delivery status notifications asked for.
+    pub dsn: Option<Dsn>,
 }
 
 /// The message's bytes, in order: what lettre formatted, with large attachment bodies left
@@ -196,13 +200,17 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Builds `message`, taking absent fields from `defaults` (the 2nd argument of
 /// `createTransport`) and `from` finally from `auth_user`.
+/// `access` is the transport's policy for local files and URLs, which the message and the
+/// defaults may tighten.
 pub async fn build_message(
     message: &Value,
     defaults: Option<&Value>,
     auth_user: Option<&str>,
+    access: &ContentAccess,
 ) -> Result<OutgoingMessage> {
     let merged = merge_defaults(message, defaults)?;
     let root = Field::root(MESSAGE_ROOT, &merged, ErrorKind::Message);
+    let access = access.for_message(&Field::root(MESSAGE_ROOT, message, ErrorKind::Message), defaults)?;
     let from = match parse_single_mailbox(&root.child("from"))? {
         Some(from) => from,
         None => match auth_user {
@@ -221,21 +229,29 @@ pub async fn build_message(
     let reply_to = parse_mailboxes(&root.child("replyTo"))?;
     let (envelope_from, envelope_to) = envelope(&root, &from, &sender, [&to, &cc, &bcc])?;
 
-    let mut builder = lettre::Message::builder().from(from);
+    let mut builder = lettre::Message::builder().from(with_ascii_domain(from));
     if let Some(sender) = sender {
-        builder = builder.sender(sender);
+        builder = builder.sender(with_ascii_domain(sender));
     }
-    for mailbox in to {
-        builder = builder.to(mailbox);
+    // Each list set at once: lettre's one-at-a-time `to()` re-parses the whole header on
+    // every call, which takes seconds for a thousand recipients.
+    let list = |mailboxes: Vec<Mailbox>| {
+        mailboxes
+            .into_iter()
+            .map(with_ascii_domain)
+            .collect::<Mailboxes>()
+    };
+    if !to.is_empty() {
+        builder = builder.header(header::To::from(list(to)));
     }
-    for mailbox in cc {
-        builder = builder.cc(mailbox);
+    if !cc.is_empty() {
+        builder = builder.header(header::Cc::from(list(cc)));
     }
-    for mailbox in bcc {
-        builder = builder.bcc(mailbox);
+    if !bcc.is_empty() {
+        builder = builder.header(header::Bcc::from(list(bcc)));
     }
-    for mailbox in reply_to {
-        builder = builder.reply_to(mailbox);
+    if !reply_to.is_empty() {
+        builder = builder.header(header::ReplyTo::from(list(reply_to)));
     }
     if let Some(subject) = text_field(&root.child("subject"))? {
         root.child("subject").check_header_text(&subject)?;
@@ -272,7 +288,7 @@ pub async fn build_message(
     builder = builder.envelope(envelope);
 
     let mut streamed = StreamedBodies::new();
-    let built = match body_part(&root, &mut streamed).await? {
+    let built = match body_part(&root, &mut streamed, &access).await? {
         Body::Single(part) => builder.singlepart(part),
         Body::Multi(part) => builder.multipart(part),
     }
@@ -288,6 +304,7 @@ pub async fn build_message(
         envelope_from,
         envelope_to,
         body: streamed.into_body(built.formatted()),
+        dsn: parse_dsn(&root.child("dsn"))?,
     })
 }
 
@@ -318,6 +335,7 @@ pub fn raw_message(raw: &Value, envelope: &Value) -> Result<OutgoingMessage> {
         body: MessageBody::from_bytes(bytes),
         envelope_from,
         envelope_to,
+        dsn: parse_dsn(&root.child("dsn"))?,
     })
 }
 
@@ -561,13 +579,13 @@ impl Body {
 }
 
 /// text / html / both, inline images related to the html, attachments mixed around it all.
-async fn body_part(root: &Field<'_>, streamed: &mut StreamedBodies) -> Result<Body> {
+async fn body_part(root: &Field<'_>, streamed: &mut StreamedBodies, access: &ContentAccess) -> Result<Body> {
     let text = body_text(&root.child("text"))?;
     let html = body_text(&root.child("html"))?;
     let mut inline = Vec::new();
     let mut attached = Vec::new();
     for item in root.child("attachments").items() {
-        match attachment_part(&item, streamed).await? {
+        match attachment_part(&item, streamed, access).await? {
             (part, true) => inline.push(part),
             (part, false) => attached.push(part),
         }
@@ -599,15 +617,21 @@ async fn body_part(root: &Field<'_>, streamed: &mut StreamedBodies) -> Result<Bo
 }
 
 /// One attachment; `true` when it is an inline part (it has a `cid`).
-async fn attachment_part(item: &Field<'_>, streamed: &mut StreamedBodies) -> Result<(SinglePart, bool)> {
+async fn attachment_part(
+    item: &Field<'_>,
+    streamed: &mut StreamedBodies,
+    access: &ContentAccess,
+) -> Result<(SinglePart, bool)> {
     item.optional_object()?
         .ok_or_else(|| item.wrong_type("an attachment object"))?;
     let filename = item.child("filename").optional_string()?;
     let path = item.child("path").optional_string()?;
+    let href = item.child("href").optional_string()?;
     let content: ByteBuf = match (item.child("content").value(), path) {
         (Some(Value::Bytes(bytes)), _) => bytes.clone(),
         (Some(Value::String(text)), _) => decode_content(text, &item.child("encoding"))?.into(),
-        (Some(Value::Null) | None, Some(path)) => read_attachment(&item.child("path"), path).await?.into(),
+        (Some(Value::Null) | None, _) if href.is_some() => return Err(access.refuse_url(&item.child("href"))),
+        (Some(Value::Null) | None, Some(path)) => access.read_path(&item.child("path"), path).await?.into(),
         (Some(Value::Null) | None, None) => return Err(item.error("needs content or path")),
         (Some(_), _) => return Err(item.child("content").wrong_type("a string or Buffer")),
     };
@@ -695,17 +719,6 @@ fn decode_content(text: &str, encoding_field: &Field) -> Result<Vec<u8>> {
     }
 }
 
-async fn read_attachment(field: &Field<'_>, path: &str) -> Result<Vec<u8>> {
-    if path.starts_with("http://") || path.starts_with("https://") {
-        return Err(field.error(format!(
-            "is a URL ({path:?}): only local files are supported; fetch it and pass content"
-        )));
-    }
-    tokio::fs::read(path)
-        .await
-        .map_err(|err| field.error(format!("cannot be read: {path:?}: {err}")))
-}
-
 fn guess_content_type(filename: Option<&str>) -> &'static str {
     let extension = filename
         .and_then(|name| name.rsplit_once('.'))
@@ -742,7 +755,12 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(build_message(&message, None, Some("tas@contoso.com")))
+            .block_on(build_message(
+                &message,
+                None,
+                Some("tas@contoso.com"),
+                &ContentAccess::default(),
+            ))
     }
 
     fn text(message: &OutgoingMessage) -> String {

@@ -160,10 +160,17 @@ impl Transport {
     }
 
     /// Connects, sets up TLS, authenticates and quits: proves the whole chain works.
+    /// With a pool, it takes one of its `maxConnections` slots.
     pub async fn verify(&self) -> Result<()> {
-        let connection = self.connector.open_connection().await?;
-        connection.quit().await;
-        Ok(())
+        let check = async {
+            let connection = self.connector.open_connection().await?;
+            connection.quit().await;
+            Ok(())
+        };
+        match &self.pool {
+            Some(pool) => pool.in_slot(check).await,
+            None => check.await,
+        }
     }
 
     /// Accepts a send, synchronously, before any of its work: a send admitted before
@@ -188,7 +195,13 @@ impl Transport {
     /// through the pool, or over a connection of its own.
     pub async fn send(&self, message: &Value) -> Result<SentInfo> {
         let config = &self.connector.config;
-        let outgoing = build_message(message, self.defaults.as_ref(), config.auth.user()).await?;
+        let outgoing = build_message(
+            message,
+            self.defaults.as_ref(),
+            config.auth.user(),
+            &config.content_access,
+        )
+        .await?;
         self.deliver(Arc::new(outgoing)).await
     }
 

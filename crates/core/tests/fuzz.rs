@@ -25,6 +25,7 @@ use proptest::sample::select;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, TestRunner};
 use smtp_oauth_core::address::parse_mailboxes;
 use smtp_oauth_core::config::TransportConfig;
+use smtp_oauth_core::content_access::ContentAccess;
 use smtp_oauth_core::input::Field;
 use smtp_oauth_core::message::build_message;
 use smtp_oauth_core::oauth::{inspect, parse_token_response, Expectations, Freshness, SentAt, TokenGrant};
@@ -1055,7 +1056,7 @@ fn fuzz_message_builder() {
         let built = runtime.block_on(async {
             tokio::time::timeout(
                 MAX_CALL_TIME,
-                build_message(&message, None, Some("tas@contoso.com")),
+                build_message(&message, None, Some("tas@contoso.com"), &ContentAccess::default()),
             )
             .await
         });
