@@ -57,6 +57,27 @@ export interface AccessTokenInfo {
   expiresAt: number
 }
 
+/** A client assertion's claims (decoded, not verified; never the assertion). */
+export interface AssertionClaimsInfo {
+  iss?: string
+  sub?: string
+  aud?: string
+  /** Expiry in milliseconds since the epoch. */
+  exp?: number
+}
+
+/** The OAuth2 credential a transport uses (never its value). */
+export interface CredentialInfo {
+  /** `clientSecret`, `certificate`, `clientAssertionFile`, `clientAssertion` or `managedIdentity`. */
+  kind: string
+  /** Where it comes from: the config field, the file, the managed identity endpoint. */
+  source: string
+  /** The environment variables that chose or completed it (empty: the config alone). */
+  environment: Array<string>
+  /** For a federated token file or callback: the last assertion's claims. */
+  assertion?: AssertionClaimsInfo
+}
+
 /** The SMTP envelope actually used: MAIL FROM and RCPT TO. */
 export interface Envelope {
   from?: string
@@ -115,6 +136,8 @@ export interface TokenInspection {
   /** Expiry in milliseconds since the epoch. */
   exp?: number
   problems: Array<TokenProblem>
+  /** Which credential obtained the token, and from where. */
+  credential?: CredentialInfo
 }
 
 /** A problem a token's claims show about the Entra ID / Exchange setup. */

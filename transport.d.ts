@@ -20,10 +20,40 @@ export interface OAuth2Options {
   cloud?: 'global' | 'usgov' | 'china' | (string & {})
   /** Only `'client_credentials'` is supported (the default). */
   grantType?: 'client_credentials'
-  /** The Application (client) ID (env `TAS_SMTP_OAUTH_CLIENT_ID`). */
-  clientId: string
-  /** The client secret's Value, not its ID (env `TAS_SMTP_OAUTH_CLIENT_SECRET`). Or use `privateKey`. */
+  /**
+   * The Application (client) ID (env `TAS_SMTP_OAUTH_CLIENT_ID`). Required, except with
+   * `managedIdentity` (not allowed there: use `managedIdentity: { clientId }`) and when Azure
+   * Workload Identity's `AZURE_CLIENT_ID` supplies it.
+   */
+  clientId?: string
+  /**
+   * The client secret's Value, not its ID (env `TAS_SMTP_OAUTH_CLIENT_SECRET`). Exactly one
+   * credential: `clientSecret`, `privateKey`, `clientAssertionFile`, `clientAssertion` or
+   * `managedIdentity`.
+   */
   clientSecret?: string
+  /**
+   * Workload identity federation: the file the platform writes its token to (e.g.
+   * `/var/run/secrets/azure/tokens/azure-identity-token`), read for every token request and
+   * sent as the client assertion. Default: `AZURE_FEDERATED_TOKEN_FILE` when no credential is
+   * configured and `AZURE_CLIENT_ID` and `AZURE_TENANT_ID` are set too.
+   */
+  clientAssertionFile?: string
+  /** Returns the client assertion (a JWT) for every token request: a vault, a signing service. */
+  clientAssertion?: () => string | Promise<string>
+  /** How long `clientAssertion` may take, in ms (default 10000). */
+  clientAssertionTimeout?: number
+  /**
+   * The token comes from the Azure platform's managed identity endpoint (VM/VMSS IMDS, App
+   * Service/Functions, Azure Arc): `true` for the system-assigned identity, or one id of a
+   * user-assigned one.
+   */
+  managedIdentity?: true | false | { clientId: string } | { objectId: string } | { resourceId: string }
+  /**
+   * An IMDS-shaped managed identity endpoint instead of the platform's (`IDENTITY_ENDPOINT`,
+   * or IMDS at 169.254.169.254); `http://` only on loopback or link-local addresses.
+   */
+  managedIdentityEndpoint?: string
   /** Certificate credentials: the RSA private key (PEM, PKCS#8 or PKCS#1), instead of a secret. */
   privateKey?: string | Buffer
   /** The certificate registered in the app (PEM): its SHA-256 thumbprint goes in the assertion (PS256). */
@@ -280,6 +310,19 @@ export interface TokenReport {
   appid?: string
   exp: Date | null
   problems: TokenProblem[]
+  /** Which credential obtained the token, and from where (never the credential itself). */
+  credential: CredentialReport | null
+}
+
+/** The OAuth2 credential a transport uses, for diagnostics. */
+export interface CredentialReport {
+  kind: 'clientSecret' | 'certificate' | 'clientAssertionFile' | 'clientAssertion' | 'managedIdentity'
+  /** Where it comes from: the config field, the token file (and who named it), the managed identity endpoint. */
+  source: string
+  /** The environment variables that chose or completed it (`AZURE_FEDERATED_TOKEN_FILE`, `IDENTITY_ENDPOINT`, ...). */
+  environment: string[]
+  /** For a token file or a callback: the last assertion's claims (decoded, not verified). */
+  assertion: { iss?: string; sub?: string; aud?: string; exp: Date | null } | null
 }
 
 /** The `token` event: a new access token was obtained (the token itself is never included). */

@@ -32,6 +32,10 @@ class Transport extends EventEmitter {
     // (`mail.smtp must be an object, got ...`).
     const isObject = config !== null && typeof config === 'object' && !Array.isArray(config)
     const { logger, ...nativeConfig } = isObject ? config : { logger: undefined }
+    const oauth2 = nativeConfig.oauth2
+    if (oauth2 && typeof oauth2 === 'object' && typeof oauth2.clientAssertion === 'function') {
+      nativeConfig.oauth2 = { ...oauth2, clientAssertion: assertionSource(oauth2.clientAssertion) }
+    }
     const passedConfig = isObject ? nativeConfig : config
     const log = makeLogger(logger)
     const onLog = log ? ({ level, message }) => log[level](message) : undefined
@@ -135,11 +139,22 @@ class Transport extends EventEmitter {
 
   /**
    * The current token's claims that matter for SMTP (decoded, not verified) and the
-   * setup problems they show: `{ isJwt, aud, roles, tid, appid, exp: Date | null, problems }`.
+   * setup problems they show: `{ isJwt, aud, roles, tid, appid, exp: Date | null, problems,
+   * credential }`; `credential` says which credential obtained the token and where it comes
+   * from (with a federated assertion's decoded `iss`/`sub`/`aud`/`exp`, never the assertion).
    */
   async inspectToken() {
     const report = await this.#native.inspectToken()
-    return { ...report, exp: report.exp == null ? null : new Date(report.exp) }
+    const { credential } = report
+    const assertion = credential && credential.assertion
+    return {
+      ...report,
+      exp: report.exp == null ? null : new Date(report.exp),
+      credential: credential && {
+        ...credential,
+        assertion: assertion ? { ...assertion, exp: assertion.exp == null ? null : new Date(assertion.exp) } : null,
+      },
+    }
   }
 
   /**
@@ -244,6 +259,20 @@ function makeLogger(logger) {
   }
   const pick = (level) => (typeof logger[level] === 'function' ? call(level) : () => {})
   return Object.fromEntries(LEVELS.map((level) => [level, pick(level)]))
+}
+
+// `oauth2.clientAssertion` as the native side calls it: always a Promise of a string. A
+// throw, a rejection or another type becomes a rejection whose message says what happened
+// (never the value returned, which may be a credential).
+function assertionSource(callback) {
+  return async () => {
+    const assertion = await callback()
+    if (typeof assertion !== 'string') {
+      const got = assertion === null ? 'null' : Array.isArray(assertion) ? 'an array' : typeof assertion
+      throw new TypeError(`it returned ${got}, not a string`)
+    }
+    return assertion
+  }
 }
 
 let warnedInsecure = false

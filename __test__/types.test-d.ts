@@ -96,6 +96,22 @@ createTransport({ ...full, proxy: 'socks5h://user:pass@proxy.contoso.com:1080', 
 // @ts-expect-error dnsTimeout is in ms, a number
 createTransport({ ...basic, dnsTimeout: '5s' });
 
+// Credentials without a secret: a federated token file, a callback, a managed identity.
+const federated: OAuth2Options = { tenantId: 't', clientId: 'id', clientAssertionFile: '/var/run/secrets/azure/tokens/azure-identity-token' };
+const callback: OAuth2Options = { tenantId: 't', clientId: 'id', clientAssertion: async () => 'eyJ...', clientAssertionTimeout: 5_000 };
+const managed: OAuth2Options = { managedIdentity: true };
+const userAssigned: OAuth2Options = { managedIdentity: { clientId: 'mi' }, managedIdentityEndpoint: 'http://127.0.0.1:8080/token' };
+for (const credential of [federated, callback, managed, userAssigned]) {
+    createTransport({ ...full, oauth2: credential });
+}
+// @ts-expect-error a managed identity is named by one id, as a string
+createTransport({ ...full, oauth2: { managedIdentity: { clientId: 42 } } });
+transport.inspectToken().then(report => {
+    const kind: 'clientSecret' | 'certificate' | 'clientAssertionFile' | 'clientAssertion' | 'managedIdentity' | undefined = report.credential?.kind;
+    const exp: Date | null | undefined = report.credential?.assertion?.exp;
+    void kind, exp;
+});
+
 // ---- sendMail: the message and the info -----------------------------------------------------
 
 const attachment: Attachment = { filename: 'report.pdf', content: Buffer.from('%PDF'), contentType: 'application/pdf' };

@@ -9,9 +9,12 @@ use rustls::pki_types::{pem::PemObject, CertificateDer};
 use zeroize::Zeroizing;
 
 use crate::content_access::ContentAccess;
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Field, Value};
-use crate::oauth::{CertificateCredential, ClientCredential};
+use crate::oauth::{
+    managed_identity_url, AssertionCallback, AssertionFile, CertificateCredential, ClientCredential,
+    Identity, ManagedIdentity,
+};
 use crate::secret::Secret;
 pub use crate::smtp::{Proxy, Resolver};
 
@@ -29,6 +32,16 @@ const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(300);
 /// again: long enough that a queue of sends fails fast on one request, short enough that a
 /// fixed secret is picked up at once.
 const DEFAULT_FAILURE_CACHE: Duration = Duration::from_secs(5);
+/// How long an `oauth2.clientAssertion` callback may take.
+const DEFAULT_ASSERTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The credentials an `oauth2` object may name; exactly one is used.
+const CREDENTIAL_FIELDS: [&str; 5] = [
+    "clientSecret",
+    "privateKey",
+    "clientAssertionFile",
+    "clientAssertion",
+    "managedIdentity",
+];
 /// Longer timeouts are surely a unit mistake (seconds given as minutes...).
 const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -128,6 +141,27 @@ pub struct OAuth2Config {
     pub failure_cache: Duration,
     /// `clientSecret` had leading or trailing whitespace, which was removed.
     pub secret_trimmed: bool,
+    /// How long an `oauth2.clientAssertion` callback may take.
+    pub assertion_timeout: Duration,
+    /// The environment variables that chose or completed the credential (empty when the
+    /// config alone did).
+    pub credential_environment: Vec<&'static str>,
+}
+
+/// What the embedding environment gives the config parser besides the config object.
+pub struct ConfigInputs<'a> {
+    /// The content of the file named by `NODE_EXTRA_CA_CERTS`, if any (read by the caller,
+    /// as Node reads it at start-up).
+    pub extra_ca_file: Option<&'a [u8]>,
+    /// Environment variables: the process's ([`process_variable`]), or a test's table.
+    pub variable: &'a dyn Fn(&str) -> Option<String>,
+    /// The function given as `oauth2.clientAssertion`, made callable by the embedding layer.
+    pub client_assertion: Option<AssertionCallback>,
+}
+
+/// This process's environment variable `name`, if set and valid Unicode.
+pub fn process_variable(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +192,19 @@ impl TransportConfig {
     /// Validates a TAS `mail.smtp` object. `extra_ca_file` is the content of the file named
     /// by `NODE_EXTRA_CA_CERTS`, if any (read by the caller, as Node reads it at start-up).
     pub fn from_value(smtp: &Value, extra_ca_file: Option<&[u8]>) -> Result<Self> {
+        Self::from_inputs(
+            smtp,
+            &ConfigInputs {
+                extra_ca_file,
+                variable: &process_variable,
+                client_assertion: None,
+            },
+        )
+    }
+
+    /// Validates a TAS `mail.smtp` object with what the environment supplies.
+    pub fn from_inputs(smtp: &Value, inputs: &ConfigInputs) -> Result<Self> {
+        let extra_ca_file = inputs.extra_ca_file;
         let root = Field::root(CONFIG_ROOT, smtp, ErrorKind::Config);
         if !matches!(smtp, Value::Object(_)) {
             return Err(root.wrong_type("an object"));
@@ -184,7 +231,7 @@ impl TransportConfig {
             }
             None => None,
         };
-        let auth = parse_auth(&root, extra_ca_file)?;
+        let auth = parse_auth(&root, inputs)?;
 
         Ok(TransportConfig {
             host,
@@ -266,7 +313,7 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     }))
 }
 
-fn parse_auth(root: &Field, extra_ca_file: Option<&[u8]>) -> Result<Auth> {
+fn parse_auth(root: &Field, inputs: &ConfigInputs) -> Result<Auth> {
     let auth = root.child("auth");
     auth.optional_object()?;
     let is_oauth2 = match root.child("type").optional_string()? {
@@ -276,7 +323,7 @@ fn parse_auth(root: &Field, extra_ca_file: Option<&[u8]>) -> Result<Auth> {
     };
     if is_oauth2 {
         let user = auth.child("user").string()?.trim().to_string();
-        let oauth2 = parse_oauth2(&root.child("oauth2"), extra_ca_file)?;
+        let oauth2 = parse_oauth2(&root.child("oauth2"), inputs)?;
         return Ok(Auth::OAuth2 {
             user,
             oauth2: Box::new(oauth2),
@@ -321,7 +368,7 @@ const CLOUDS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Config> {
+fn parse_oauth2(field: &Field, inputs: &ConfigInputs) -> Result<OAuth2Config> {
     if field.optional_object()?.is_none() {
         return Err(field.missing());
     }
@@ -331,15 +378,53 @@ fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Con
             return Err(grant.wrong_type("'client_credentials' (the only grant a server can use)"));
         }
     }
-    let client_id = field.child("clientId").string()?.trim().to_string();
-    let tenant_id = field
-        .child("tenantId")
-        .optional_string()?
-        .map(|t| t.trim().to_string());
+    let chosen = choose_credential(field, inputs.variable)?;
+    let (client_id, tenant_id, mut credential_environment) = match &chosen {
+        Chosen::ManagedIdentity(_) => {
+            for unused in ["clientId", "host"] {
+                if field.child(unused).is_present() {
+                    return Err(field.child(unused).error(
+                        "is not used with managedIdentity (the token comes from the managed identity endpoint); for a user-assigned identity give managedIdentity: { clientId }",
+                    ));
+                }
+            }
+            (
+                String::new(),
+                optional_trimmed(&field.child("tenantId"))?,
+                Vec::new(),
+            )
+        }
+        Chosen::WorkloadIdentity(env) => {
+            // The config wins over the environment: an explicit clientId or tenant is kept.
+            let mut used = vec!["AZURE_FEDERATED_TOKEN_FILE"];
+            let client_id = match optional_trimmed(&field.child("clientId"))? {
+                Some(id) => id,
+                None => {
+                    used.push("AZURE_CLIENT_ID");
+                    env.client_id.clone()
+                }
+            };
+            let tenant_id = match optional_trimmed(&field.child("tenantId"))? {
+                Some(tenant) => Some(tenant),
+                None if field.child("host").is_present() => None,
+                None => {
+                    used.push("AZURE_TENANT_ID");
+                    Some(env.tenant_id.clone())
+                }
+            };
+            (client_id, tenant_id, used)
+        }
+        _ => (
+            field.child("clientId").string()?.trim().to_string(),
+            optional_trimmed(&field.child("tenantId"))?,
+            Vec::new(),
+        ),
+    };
     let url_field = field.child("host");
-    let (token_url, default_scope) = match (url_field.is_present(), &tenant_id) {
-        (true, _) => (parse_token_url(&url_field)?, None),
-        (false, Some(tenant)) => {
+    let (token_url, default_scope) = match (&chosen, url_field.is_present(), &tenant_id) {
+        (Chosen::ManagedIdentity(_), _, _) => (None, cloud_authority(&field.child("cloud"))?.1),
+        (_, true, _) => (Some(parse_token_url(&url_field)?), None),
+        (_, false, Some(tenant)) => {
             let (authority, scope) = cloud_authority(&field.child("cloud"))?;
             let url = format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/'));
             let url = reqwest::Url::parse(&url).map_err(|err| {
@@ -347,9 +432,9 @@ fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Con
                     .child("tenantId")
                     .error(format!("does not make a valid token URL ({err})"))
             })?;
-            (url, scope)
+            (Some(url), scope)
         }
-        (false, None) => return Err(url_field.missing()),
+        (_, false, None) => return Err(url_field.missing()),
     };
     let scope = match (field.child("scope").optional_string()?, default_scope) {
         (Some(scope), _) => scope.trim().to_string(),
@@ -359,6 +444,72 @@ fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Con
     let renew_before = match field.child("renewBeforeSeconds").optional_integer(0..=86_400)? {
         Some(seconds) => Duration::from_secs(seconds),
         None => DEFAULT_RENEW_BEFORE,
+    };
+    let failure_cache = match field.child("failureCacheSeconds").optional_integer(0..=3600)? {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => DEFAULT_FAILURE_CACHE,
+    };
+    let mut extra_ca = parse_ca(&field.child("ca"))?;
+    extra_ca.extend(node_extra_ca(inputs.extra_ca_file));
+    let endpoint_field = field.child("managedIdentityEndpoint");
+    if endpoint_field.is_present() && !matches!(chosen, Chosen::ManagedIdentity(_)) {
+        return Err(endpoint_field.error("is only used with managedIdentity"));
+    }
+    let mut secret_trimmed = false;
+    let credential = match chosen {
+        Chosen::Secret | Chosen::Certificate => {
+            let (credential, trimmed) = parse_credential(field)?;
+            secret_trimmed = trimmed;
+            credential
+        }
+        Chosen::File(path) => ClientCredential::AssertionFile(AssertionFile {
+            path: path.into(),
+            named_by: "mail.smtp.oauth2.clientAssertionFile",
+        }),
+        Chosen::WorkloadIdentity(env) => ClientCredential::AssertionFile(AssertionFile {
+            path: env.token_file.into(),
+            named_by: "AZURE_FEDERATED_TOKEN_FILE",
+        }),
+        Chosen::Callback => match (
+            field.child("clientAssertion").value(),
+            inputs.client_assertion.clone(),
+        ) {
+            (Some(Value::Other(kind)), Some(callback)) if kind == "function" => {
+                ClientCredential::AssertionCallback(callback)
+            }
+            (given, _) => {
+                // Never the value: a string here is most likely an assertion itself.
+                let got = given.map(Value::type_name).unwrap_or("nothing");
+                return Err(field.child("clientAssertion").error(format!(
+                    "must be a function returning the client assertion (a string, or a Promise of one), got {got}"
+                )));
+            }
+        },
+        Chosen::ManagedIdentity(identity) => {
+            let endpoint = match endpoint_field.optional_string()? {
+                Some(text) => {
+                    Some(managed_identity_url(text.trim()).map_err(|problem| endpoint_field.error(problem))?)
+                }
+                None => None,
+            };
+            let selected =
+                ManagedIdentity::select(identity, endpoint, inputs.variable).map_err(|(name, problem)| {
+                    if name == "managedIdentity" {
+                        field.child(name).error(problem)
+                    } else {
+                        Error::config(format!(
+                        "the environment variable {name} {problem} (mail.smtp.oauth2.managedIdentity uses it)"
+                    ))
+                    }
+                })?;
+            credential_environment = selected.environment();
+            ClientCredential::ManagedIdentity(std::sync::Arc::new(selected))
+        }
+    };
+    let token_url = match (&credential, token_url) {
+        (ClientCredential::ManagedIdentity(identity), _) => identity.endpoint.clone(),
+        (_, Some(url)) => url,
+        (_, None) => return Err(url_field.missing()),
     };
     let proxy_field = field.child("proxy");
     let proxy = match proxy_field.optional_string()? {
@@ -377,13 +528,13 @@ fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Con
         }
         None => None,
     };
-    let failure_cache = match field.child("failureCacheSeconds").optional_integer(0..=3600)? {
-        Some(seconds) => Duration::from_secs(seconds),
-        None => DEFAULT_FAILURE_CACHE,
+    let client_id = match &credential {
+        ClientCredential::ManagedIdentity(identity) => match &identity.identity {
+            Identity::ClientId(id) => id.clone(),
+            _ => client_id,
+        },
+        _ => client_id,
     };
-    let mut extra_ca = parse_ca(&field.child("ca"))?;
-    extra_ca.extend(node_extra_ca(extra_ca_file));
-    let (credential, secret_trimmed) = parse_credential(field)?;
     Ok(OAuth2Config {
         tenant_id: tenant_id.or_else(|| tenant_in_url(&token_url)),
         token_url,
@@ -396,7 +547,129 @@ fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Con
         extra_ca,
         failure_cache,
         secret_trimmed,
+        assertion_timeout: timeout(&field.child("clientAssertionTimeout"), DEFAULT_ASSERTION_TIMEOUT)?,
+        credential_environment,
     })
+}
+
+fn optional_trimmed(field: &Field) -> Result<Option<String>> {
+    Ok(field.optional_string()?.map(|text| text.trim().to_string()))
+}
+
+/// Which credential an `oauth2` object names.
+enum Chosen<'a> {
+    Secret,
+    Certificate,
+    File(&'a str),
+    Callback,
+    ManagedIdentity(Identity),
+    /// None named, and Azure Workload Identity's variables are set.
+    WorkloadIdentity(WorkloadIdentityEnv),
+}
+
+/// The variables the Azure Workload Identity webhook injects into a pod.
+struct WorkloadIdentityEnv {
+    token_file: String,
+    client_id: String,
+    tenant_id: String,
+}
+
+impl WorkloadIdentityEnv {
+    fn from(variable: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
+        let get = |name: &str| {
+            variable(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Some(WorkloadIdentityEnv {
+            token_file: get("AZURE_FEDERATED_TOKEN_FILE")?,
+            client_id: get("AZURE_CLIENT_ID")?,
+            tenant_id: get("AZURE_TENANT_ID")?,
+        })
+    }
+}
+
+/// Exactly one credential: more is a conflict (`ECONFIG` naming them), none falls back to
+/// Azure Workload Identity's environment variables, else lists the choices.
+fn choose_credential<'a>(field: &Field<'a>, variable: &dyn Fn(&str) -> Option<String>) -> Result<Chosen<'a>> {
+    // `managedIdentity: false` names no credential.
+    let named: Vec<&str> = CREDENTIAL_FIELDS
+        .into_iter()
+        .filter(|name| {
+            let child = field.child(name);
+            child.is_present() && !matches!(child.value(), Some(Value::Bool(false)))
+        })
+        .collect();
+    match named.as_slice() {
+        [] => match WorkloadIdentityEnv::from(variable) {
+            Some(env) => Ok(Chosen::WorkloadIdentity(env)),
+            None => Err(no_credential(field)),
+        },
+        ["clientSecret"] => Ok(Chosen::Secret),
+        ["privateKey"] => Ok(Chosen::Certificate),
+        ["clientAssertionFile"] => {
+            let file = field.child("clientAssertionFile");
+            let path = file.string()?.trim();
+            // The assertion itself given by mistake would be echoed as "the file <path>".
+            if path.starts_with("eyJ") && path.matches('.').count() >= 2 && !path.contains('/') {
+                return Err(file.error(
+                    "looks like an assertion (a JWT), not a file path: give the path of the file the platform writes, or the assertion through clientAssertion",
+                ));
+            }
+            Ok(Chosen::File(path))
+        }
+        ["clientAssertion"] => Ok(Chosen::Callback),
+        ["managedIdentity"] => {
+            parse_managed_identity(&field.child("managedIdentity")).map(Chosen::ManagedIdentity)
+        }
+        several => Err(field.error(format!(
+            "names more than one credential ({}): keep exactly one",
+            several.join(", ")
+        ))),
+    }
+}
+
+/// No credential at all: `clientSecret` is missing (with the note on `undefined`, which is
+/// usually an unset environment variable), and the alternatives are listed.
+fn no_credential(field: &Field) -> Error {
+    let missing = field.child("clientSecret").missing();
+    Error::config(format!(
+        "{}; give exactly one credential: clientSecret, privateKey (with certificate or thumbprint), clientAssertionFile, clientAssertion or managedIdentity (or set AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID)",
+        missing.message()
+    ))
+}
+
+/// `managedIdentity: true` (system-assigned) or `{ clientId }`, `{ objectId }`,
+/// `{ resourceId }` (user-assigned).
+fn parse_managed_identity(field: &Field) -> Result<Identity> {
+    let expected = "true or an object with one of clientId, objectId or resourceId";
+    match field.value() {
+        Some(Value::Bool(true)) => Ok(Identity::SystemAssigned),
+        Some(Value::Object(pairs)) => {
+            let given: Vec<&str> = ["clientId", "objectId", "resourceId"]
+                .into_iter()
+                .filter(|name| field.child(name).is_present())
+                .collect();
+            if let Some((unknown, _)) = pairs
+                .iter()
+                .find(|(key, _)| !["clientId", "objectId", "resourceId"].contains(&key.as_str()))
+            {
+                return Err(field.child(unknown).error(
+                    "is not an option of managedIdentity (it takes one of clientId, objectId or resourceId)",
+                ));
+            }
+            let [name] = given.as_slice() else {
+                return Err(field.wrong_type(expected));
+            };
+            let id = field.child(name).string()?.trim().to_string();
+            Ok(match *name {
+                "clientId" => Identity::ClientId(id),
+                "objectId" => Identity::ObjectId(id),
+                _ => Identity::ResourceId(id),
+            })
+        }
+        _ => Err(field.wrong_type(expected)),
+    }
 }
 
 /// `oauth2.cloud`: a known cloud's login host and Exchange scope, or an authority URL
@@ -666,7 +939,16 @@ mod tests {
             &["oauth2"],
         ] {
             let message = error_of(&without(&tas_config(), path));
-            assert_eq!(message, format!("mail.smtp.{} is missing", path.join(".")));
+            let expected = format!("mail.smtp.{} is missing", path.join("."));
+            if path == ["oauth2", "clientSecret"] {
+                // Followed by the other credentials one could give instead.
+                assert!(
+                    message.starts_with(&format!("{expected}; give exactly one credential")),
+                    "{message}"
+                );
+            } else {
+                assert_eq!(message, expected);
+            }
         }
     }
 
@@ -979,5 +1261,249 @@ mod tests {
         );
         let message = error_of(&set(&tas_config(), &["dnsTimeout"], Value::Number(0.0)));
         assert!(message.starts_with("mail.smtp.dnsTimeout must be"), "{message}");
+    }
+
+    fn parse_with(value: &Value, variables: &[(&str, &str)]) -> Result<TransportConfig> {
+        let variables: Vec<(String, String)> = variables
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| variables.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        TransportConfig::from_inputs(
+            value,
+            &ConfigInputs {
+                extra_ca_file: None,
+                variable: &lookup,
+                client_assertion: None,
+            },
+        )
+    }
+
+    fn oauth2_with(value: &Value, variables: &[(&str, &str)]) -> OAuth2Config {
+        match parse_with(value, variables).unwrap().auth {
+            Auth::OAuth2 { oauth2, .. } => *oauth2,
+            _ => panic!("not oauth2"),
+        }
+    }
+
+    const WORKLOAD_IDENTITY: [(&str, &str); 3] = [
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "/var/run/secrets/azure/tokens/azure-identity-token",
+        ),
+        ("AZURE_CLIENT_ID", "env-client"),
+        ("AZURE_TENANT_ID", "env-tenant"),
+    ];
+
+    #[test]
+    fn more_than_one_credential_is_a_conflict_naming_them() {
+        let both = set(&tas_config(), &["oauth2", "managedIdentity"], Value::Bool(true));
+        let both = set(&both, &["oauth2", "clientAssertionFile"], Value::str("/t"));
+        assert_eq!(
+            error_of(&both),
+            "mail.smtp.oauth2 names more than one credential (clientSecret, clientAssertionFile, managedIdentity): keep exactly one"
+        );
+        // `managedIdentity: false` names none.
+        let off = set(&tas_config(), &["oauth2", "managedIdentity"], Value::Bool(false));
+        assert!(parse_with(&off, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_token_file_is_a_credential_read_later() {
+        let config = without(&tas_config(), &["oauth2", "clientSecret"]);
+        let config = set(
+            &config,
+            &["oauth2", "clientAssertionFile"],
+            Value::str(" /run/token \n"),
+        );
+        let oauth2 = oauth2_with(&config, &WORKLOAD_IDENTITY);
+        let ClientCredential::AssertionFile(file) = &oauth2.credential else {
+            panic!("not a file: {:?}", oauth2.credential)
+        };
+        assert_eq!(file.path, std::path::PathBuf::from("/run/token"));
+        assert!(
+            oauth2.credential_environment.is_empty(),
+            "the config named the credential"
+        );
+        assert_eq!(oauth2.assertion_timeout, DEFAULT_ASSERTION_TIMEOUT);
+    }
+
+    #[test]
+    fn workload_identity_variables_apply_only_when_no_credential_is_named() {
+        let bare = without(
+            &without(
+                &without(&tas_config(), &["oauth2", "clientSecret"]),
+                &["oauth2", "clientId"],
+            ),
+            &["oauth2", "host"],
+        );
+        let oauth2 = oauth2_with(&bare, &WORKLOAD_IDENTITY);
+        assert_eq!(oauth2.credential.kind(), "clientAssertionFile");
+        assert_eq!(
+            (oauth2.client_id.as_str(), oauth2.tenant_id.as_deref()),
+            ("env-client", Some("env-tenant"))
+        );
+        assert_eq!(
+            oauth2.token_url.as_str(),
+            "https://login.microsoftonline.com/env-tenant/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            oauth2.credential_environment,
+            ["AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID"]
+        );
+        // The config's own client id and token URL win over the environment's.
+        let explicit = without(&tas_config(), &["oauth2", "clientSecret"]);
+        let oauth2 = oauth2_with(&explicit, &WORKLOAD_IDENTITY);
+        assert_eq!(oauth2.client_id, "00000000-0000-0000-0000-000000000001");
+        assert_eq!(oauth2.tenant_id.as_deref(), Some("t"));
+        assert_eq!(oauth2.credential_environment, ["AZURE_FEDERATED_TOKEN_FILE"]);
+        // A named credential wins; one missing variable means no fallback.
+        assert_eq!(
+            oauth2_with(&tas_config(), &WORKLOAD_IDENTITY).credential.kind(),
+            "clientSecret"
+        );
+        let err = parse_with(&explicit, &WORKLOAD_IDENTITY[..2]).unwrap_err();
+        assert!(
+            err.message()
+                .contains("clientAssertionFile, clientAssertion or managedIdentity"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn a_callback_needs_a_function_the_environment_can_call() {
+        let config = without(&tas_config(), &["oauth2", "clientSecret"]);
+        let text = set(&config, &["oauth2", "clientAssertion"], Value::str("eyJ.x.y"));
+        assert!(error_of(&text).starts_with(
+            "mail.smtp.oauth2.clientAssertion must be a function returning the client assertion"
+        ));
+        let function = set(
+            &config,
+            &["oauth2", "clientAssertion"],
+            Value::Other("function".into()),
+        );
+        let with_callback = |value: &Value| {
+            let callback = AssertionCallback::new(|| Box::pin(async { Ok(Secret::new("a.b.c")) }));
+            let inputs = ConfigInputs {
+                extra_ca_file: None,
+                variable: &|_| None,
+                client_assertion: Some(callback),
+            };
+            TransportConfig::from_inputs(value, &inputs).map(|parsed| match parsed.auth {
+                Auth::OAuth2 { oauth2, .. } => oauth2,
+                _ => panic!("not oauth2"),
+            })
+        };
+        assert_eq!(
+            with_callback(&function).unwrap().credential.kind(),
+            "clientAssertion"
+        );
+        let quick = set(
+            &function,
+            &["oauth2", "clientAssertionTimeout"],
+            Value::Number(250.0),
+        );
+        assert_eq!(
+            with_callback(&quick).unwrap().assertion_timeout,
+            Duration::from_millis(250)
+        );
+        let never = set(
+            &function,
+            &["oauth2", "clientAssertionTimeout"],
+            Value::Number(0.0),
+        );
+        assert!(with_callback(&never)
+            .unwrap_err()
+            .message()
+            .starts_with("mail.smtp.oauth2.clientAssertionTimeout must be a number"));
+    }
+
+    #[test]
+    fn managed_identity_needs_no_client_id_or_token_url() {
+        let bare = without(
+            &without(
+                &without(&tas_config(), &["oauth2", "clientSecret"]),
+                &["oauth2", "clientId"],
+            ),
+            &["oauth2", "host"],
+        );
+        let bare = without(&bare, &["oauth2", "scope"]);
+        let system = set(&bare, &["oauth2", "managedIdentity"], Value::Bool(true));
+        let oauth2 = oauth2_with(&system, &[]);
+        assert_eq!(
+            oauth2.token_url.as_str(),
+            "http://169.254.169.254/metadata/identity/oauth2/token"
+        );
+        assert_eq!(
+            (oauth2.scope.as_str(), oauth2.client_id.as_str()),
+            ("https://outlook.office365.com/.default", "")
+        );
+        let user = set(
+            &bare,
+            &["oauth2", "managedIdentity"],
+            Value::object([("clientId", Value::str("mi-client"))]),
+        );
+        let local = set(
+            &user,
+            &["oauth2", "managedIdentityEndpoint"],
+            Value::str("http://127.0.0.1:9/token"),
+        );
+        let oauth2 = oauth2_with(
+            &local,
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:8/"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+        );
+        assert_eq!(
+            (oauth2.token_url.as_str(), oauth2.client_id.as_str()),
+            ("http://127.0.0.1:9/token", "mi-client")
+        );
+        let app_service = oauth2_with(
+            &user,
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:8/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+        );
+        assert_eq!(
+            app_service.credential_environment,
+            ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"]
+        );
+        for (value, message) in [
+            (Value::str("yes"), "mail.smtp.oauth2.managedIdentity must be true or an object with one of clientId, objectId or resourceId"),
+            (Value::object([("clientId", Value::str("a")), ("objectId", Value::str("b"))]), "mail.smtp.oauth2.managedIdentity must be true or an object"),
+            (Value::object([("client_id", Value::str("a"))]), "mail.smtp.oauth2.managedIdentity.client_id is not an option of managedIdentity"),
+        ] {
+            let config = set(&bare, &["oauth2", "managedIdentity"], value);
+            assert!(error_of(&config).starts_with(message), "{}", error_of(&config));
+        }
+        let remote = set(
+            &system,
+            &["oauth2", "managedIdentityEndpoint"],
+            Value::str("http://10.1.2.3/token"),
+        );
+        assert!(error_of(&remote).starts_with("mail.smtp.oauth2.managedIdentityEndpoint must be an https:// URL, or http:// on a loopback or link-local address"));
+        let with_client = set(&system, &["oauth2", "clientId"], Value::str("c"));
+        assert!(
+            error_of(&with_client).starts_with("mail.smtp.oauth2.clientId is not used with managedIdentity")
+        );
+        let misplaced = set(
+            &tas_config(),
+            &["oauth2", "managedIdentityEndpoint"],
+            Value::str("http://127.0.0.1:9/"),
+        );
+        assert_eq!(
+            error_of(&misplaced),
+            "mail.smtp.oauth2.managedIdentityEndpoint is only used with managedIdentity"
+        );
+        let err = parse_with(&system, &[("IDENTITY_ENDPOINT", "http://10.0.0.1/")]).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("the environment variable IDENTITY_ENDPOINT must be an https:// URL"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -7,6 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value as Json;
 
+use crate::oauth::credential::CredentialReport;
+
 /// Exchange Online's application id, which some tokens carry as `aud`.
 const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
 /// The app role an app needs to send over SMTP.
@@ -36,6 +38,8 @@ pub struct TokenReport {
     pub appid: Option<String>,
     pub exp: Option<SystemTime>,
     pub problems: Vec<TokenProblem>,
+    /// Which credential obtained the token, and from where.
+    pub credential: Option<CredentialReport>,
 }
 
 /// What the configuration expects of a token.
@@ -43,7 +47,8 @@ pub struct Expectations<'a> {
     /// The `scope` that was asked for (`https://outlook.office365.com/.default`).
     pub scope: &'a str,
     pub tenant_id: Option<&'a str>,
-    pub client_id: &'a str,
+    /// `None` when unknown (a system-assigned managed identity).
+    pub client_id: Option<&'a str>,
 }
 
 pub fn inspect(token: &str, expected: &Expectations) -> TokenReport {
@@ -74,6 +79,7 @@ pub fn inspect(token: &str, expected: &Expectations) -> TokenReport {
         appid: text("appid").or_else(|| text("azp")),
         exp: claims.get("exp").and_then(expiry),
         problems: Vec::new(),
+        credential: None,
     };
     report.problems = problems(&report, expected);
     report
@@ -122,13 +128,12 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
             });
         }
     }
-    if let Some(appid) = &report.appid {
-        if !appid.eq_ignore_ascii_case(expected.client_id) {
+    if let (Some(appid), Some(client_id)) = (&report.appid, expected.client_id) {
+        if !appid.eq_ignore_ascii_case(client_id) {
             problems.push(TokenProblem {
                 code: "APP_MISMATCH",
                 message: format!(
-                    "the token was issued to app {appid}, not to the configured client id {}",
-                    expected.client_id
+                    "the token was issued to app {appid}, not to the configured client id {client_id}"
                 ),
             });
         }
@@ -143,7 +148,7 @@ const LAST_EXPIRY_SECS: f64 = 253_402_300_799.0;
 /// The token's own expiry, `exp`, in whole seconds (a server compares whole seconds: a
 /// token with `exp` 1000.9 is refused at 1000). Absurd values (negative, after the year
 /// 9999, not a number) are no expiry at all, never a panic.
-fn expiry(exp: &Json) -> Option<SystemTime> {
+pub(crate) fn expiry(exp: &Json) -> Option<SystemTime> {
     let seconds = exp.as_f64()?.floor();
     if !(0.0..=LAST_EXPIRY_SECS).contains(&seconds) {
         return None;
@@ -170,7 +175,7 @@ fn normalize(url: &str) -> String {
     url.trim_end_matches('/').to_ascii_lowercase()
 }
 
-fn decode_payload(token: &str) -> Option<serde_json::Map<String, Json>> {
+pub(crate) fn decode_payload(token: &str) -> Option<serde_json::Map<String, Json>> {
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
@@ -198,7 +203,7 @@ mod tests {
         Expectations {
             scope: "https://outlook.office365.com/.default",
             tenant_id: Some(TENANT),
-            client_id: "app1",
+            client_id: Some("app1"),
         }
     }
 

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{OAuth2Config, TlsOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::oauth::assertion::AssertionClaims;
 use crate::oauth::claims::{inspect, Expectations, TokenReport};
+use crate::oauth::credential::{ClientCredential, CredentialReport};
 use crate::oauth::token::{request_token, AccessToken, Freshness};
 use crate::tls::token_client_config;
 
@@ -45,13 +47,19 @@ pub struct TokenProvider {
     /// The endpoint refused the credentials: this answer stands until the instant.
     refused_until: Mutex<Option<(Instant, Error)>>,
     listener: Option<TokenListener>,
+    /// The claims of the last client assertion a file or callback provided.
+    last_assertion: Mutex<Option<AssertionClaims>>,
 }
 
 impl TokenProvider {
     pub fn new(config: OAuth2Config, tls: &TlsOptions, listener: Option<TokenListener>) -> Result<Self> {
+        let connect_timeout = match &config.credential {
+            ClientCredential::ManagedIdentity(identity) => identity.connect_timeout(config.timeout),
+            _ => config.timeout,
+        };
         let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(token_client_config(&config, tls)?)
-            .connect_timeout(config.timeout)
+            .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .http1_only();
         if config.token_url.scheme() != "https" {
@@ -77,6 +85,7 @@ impl TokenProvider {
             throttled_until: Mutex::new(None),
             refused_until: Mutex::new(None),
             listener,
+            last_assertion: Mutex::new(None),
         })
     }
 
@@ -122,14 +131,34 @@ impl TokenProvider {
         }
     }
 
-    /// What `token` says about the setup (audience, role, tenant).
+    /// What `token` says about the setup (audience, role, tenant), and which credential
+    /// obtained it.
     pub fn inspect(&self, token: &AccessToken) -> TokenReport {
         let expected = Expectations {
             scope: &self.config.scope,
             tenant_id: self.config.tenant_id.as_deref(),
-            client_id: &self.config.client_id,
+            client_id: Some(self.config.client_id.as_str()).filter(|id| !id.is_empty()),
         };
-        inspect(token.value.expose(), &expected)
+        TokenReport {
+            credential: Some(self.credential_report()),
+            ..inspect(token.value.expose(), &expected)
+        }
+    }
+
+    /// Which credential this provider uses and where it comes from; for an assertion
+    /// someone else made, the claims of the last one sent.
+    pub fn credential_report(&self) -> CredentialReport {
+        let credential = &self.config.credential;
+        CredentialReport {
+            kind: credential.kind(),
+            source: credential.source(),
+            environment: self.config.credential_environment.clone(),
+            assertion: self
+                .last_assertion
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
     }
 
     fn cached_token(&self) -> Option<Arc<AccessToken>> {
@@ -178,7 +207,7 @@ impl TokenProvider {
         }
         self.check_refused()?;
         self.check_throttle()?;
-        let outcome = request_token(&self.http, &self.config)
+        let outcome = request_token(&self.http, &self.config, &self.last_assertion)
             .await
             .map(|(grant, sent)| Arc::new(grant.into_token(sent, self.config.renew_before)));
         match &outcome {
