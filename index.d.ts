@@ -40,6 +40,14 @@ export declare class NativeTransport {
    * calls reject with `ECONNECTION`.
    */
   close(force?: boolean | undefined | null): Promise<void>
+  /**
+   * For `process.on('exit')` (also reached through `process.exit()`, which runs no event
+   * loop and no environment cleanup hooks afterwards): closes the transport now,
+   * synchronously, as `close({ force: true })` would. Idle pooled connections are sent
+   * QUIT; the whole takes at most `EXIT_QUIT_BUDGET`, after which whatever is still open is
+   * left to the process's end (the kernel closes the sockets).
+   */
+  closeAtExit(): void
 }
 
 /** An access token, for callers that also use it elsewhere (e.g. Microsoft Graph). */
@@ -47,6 +55,27 @@ export interface AccessTokenInfo {
   accessToken: string
   /** When the token expires, in milliseconds since the epoch. */
   expiresAt: number
+}
+
+/** A client assertion's claims (decoded, not verified; never the assertion). */
+export interface AssertionClaimsInfo {
+  iss?: string
+  sub?: string
+  aud?: string
+  /** Expiry in milliseconds since the epoch. */
+  exp?: number
+}
+
+/** The OAuth2 credential a transport uses (never its value). */
+export interface CredentialInfo {
+  /** `clientSecret`, `certificate`, `clientAssertionFile`, `clientAssertion` or `managedIdentity`. */
+  kind: string
+  /** Where it comes from: the config field, the file, the managed identity endpoint. */
+  source: string
+  /** The environment variables that chose or completed it (empty: the config alone). */
+  environment: Array<string>
+  /** For a federated token file or callback: the last assertion's claims. */
+  assertion?: AssertionClaimsInfo
 }
 
 /** The SMTP envelope actually used: MAIL FROM and RCPT TO. */
@@ -121,6 +150,8 @@ export interface TokenInspection {
   /** Expiry in milliseconds since the epoch. */
   exp?: number
   problems: Array<TokenProblem>
+  /** Which credential obtained the token, and from where. */
+  credential?: CredentialInfo
 }
 
 /** A problem a token's claims show about the Entra ID / Exchange setup. */

@@ -20,10 +20,40 @@ export interface OAuth2Options {
   cloud?: 'global' | 'usgov' | 'china' | (string & {})
   /** Only `'client_credentials'` is supported (the default). */
   grantType?: 'client_credentials'
-  /** The Application (client) ID (env `TAS_SMTP_OAUTH_CLIENT_ID`). */
-  clientId: string
-  /** The client secret's Value, not its ID (env `TAS_SMTP_OAUTH_CLIENT_SECRET`). Or use `privateKey`. */
+  /**
+   * The Application (client) ID (env `TAS_SMTP_OAUTH_CLIENT_ID`). Required, except with
+   * `managedIdentity` (not allowed there: use `managedIdentity: { clientId }`) and when Azure
+   * Workload Identity's `AZURE_CLIENT_ID` supplies it.
+   */
+  clientId?: string
+  /**
+   * The client secret's Value, not its ID (env `TAS_SMTP_OAUTH_CLIENT_SECRET`). Exactly one
+   * credential: `clientSecret`, `privateKey`, `clientAssertionFile`, `clientAssertion` or
+   * `managedIdentity`.
+   */
   clientSecret?: string
+  /**
+   * Workload identity federation: the file the platform writes its token to (e.g.
+   * `/var/run/secrets/azure/tokens/azure-identity-token`), read for every token request and
+   * sent as the client assertion. Default: `AZURE_FEDERATED_TOKEN_FILE` when no credential is
+   * configured and `AZURE_CLIENT_ID` and `AZURE_TENANT_ID` are set too.
+   */
+  clientAssertionFile?: string
+  /** Returns the client assertion (a JWT) for every token request: a vault, a signing service. */
+  clientAssertion?: () => string | Promise<string>
+  /** How long `clientAssertion` may take, in ms (default 10000). */
+  clientAssertionTimeout?: number
+  /**
+   * The token comes from the Azure platform's managed identity endpoint (VM/VMSS IMDS, App
+   * Service/Functions, Azure Arc): `true` for the system-assigned identity, or one id of a
+   * user-assigned one.
+   */
+  managedIdentity?: true | false | { clientId: string } | { objectId: string } | { resourceId: string }
+  /**
+   * An IMDS-shaped managed identity endpoint instead of the platform's (`IDENTITY_ENDPOINT`,
+   * or IMDS at 169.254.169.254); `http://` only on loopback or link-local addresses.
+   */
+  managedIdentityEndpoint?: string
   /** Certificate credentials: the RSA private key (PEM, PKCS#8 or PKCS#1), instead of a secret. */
   privateKey?: string | Buffer
   /** The certificate registered in the app (PEM): its SHA-256 thumbprint goes in the assertion (PS256). */
@@ -37,8 +67,23 @@ export interface OAuth2Options {
    * with `tenantId` it defaults to the cloud's Exchange scope.
    */
   scope?: string
-  /** A proxy for token requests, e.g. `http://proxy:3128` (`HTTPS_PROXY`/`NO_PROXY` apply otherwise). */
+  /**
+   * A proxy for token requests to an `https://` endpoint, e.g. `http://proxy:3128`
+   * (`HTTPS_PROXY`/`NO_PROXY` apply otherwise). Refused with an `http://` loopback token URL,
+   * which is always reached directly.
+   */
   proxy?: string
+  /**
+   * Extra CA certificates (PEM) the token client trusts besides the usual roots, e.g. a
+   * TLS-inspecting proxy's. `NODE_EXTRA_CA_CERTS` is honoured as well; `tls.ca` is not (it is
+   * for the SMTP server), and the token endpoint is always verified.
+   */
+  ca?: string | Buffer | Array<string | Buffer>
+  /**
+   * Seconds a credential refusal from the token endpoint (a 4xx other than 429) is answered
+   * from memory, without a new request or SMTP connection (default 5; `0` disables).
+   */
+  failureCacheSeconds?: number
   /** Renew a token this many seconds before it expires (default 300, clamped to half the token's lifetime). */
   renewBeforeSeconds?: number
   /** Timeout of one token request in ms (default 30000). */
@@ -60,11 +105,17 @@ export interface NodemailerOAuth2Auth {
   scope?: string
 }
 
-/** Certificate checks, shared by the SMTP connection and the token endpoint. */
+/** Certificate checks of the SMTP connection (`minVersion` also applies to the token endpoint). */
 export interface TlsOptions {
-  /** Extra trusted CA certificates (PEM). `NODE_EXTRA_CA_CERTS` is honoured as well. */
+  /**
+   * Extra trusted CA certificates (PEM) for the SMTP server. `NODE_EXTRA_CA_CERTS` is honoured
+   * as well. The token endpoint has its own: `oauth2.ca`.
+   */
   ca?: string | Buffer | Array<string | Buffer>
-  /** `false` disables certificate verification (and logs a warning). Default `true`. */
+  /**
+   * `false` disables the SMTP server's certificate verification (and logs a warning). Default
+   * `true`. The token endpoint is verified regardless.
+   */
   rejectUnauthorized?: boolean
   /** `'TLSv1.3'` refuses TLS 1.2. TLS 1.2 is the floor either way. */
   minVersion?: 'TLSv1.2' | 'TLSv1.3'
@@ -108,8 +159,18 @@ export interface SmtpConfig {
   tls?: TlsOptions
   /** The EHLO name (default: this machine's host name). */
   name?: string
-  /** TCP connect timeout in ms (default 120000). */
+  /** Connect timeout in ms: name lookup, connection attempts and a proxy's handshake together (default 120000). */
   connectionTimeout?: number
+  /** Timeout of the name lookup in ms (default 30000, at most `connectionTimeout`). */
+  dnsTimeout?: number
+  /** Bind the socket to this local IP address; only server addresses of its family are tried. */
+  localAddress?: string
+  /**
+   * Proxy for the SMTP connection: `http://`, `https://` (HTTP CONNECT), `socks5://` or `socks5h://`
+   * (the proxy resolves the SMTP host), with credentials in the URL (`http://user:password@proxy:3128`).
+   * Kept secret: errors and logs name only its host and port.
+   */
+  proxy?: string
   /** Timeout for the server's greeting in ms (default 30000). */
   greetingTimeout?: number
   /** Timeout for any single reply in ms (default 600000). */
@@ -128,7 +189,20 @@ export interface SmtpConfig {
   rateDelta?: number
   /** Retries of transient failures (4xx, lost connections, timeouts before the message left). Default 3. */
   maxRetries?: number
-  /** `true` logs to the console; or an object with `debug`/`info`/`warn`/`error` methods. */
+  /** Recipients per SMTP transaction (default 500, Exchange Online's limit); more go in following transactions. 1 to 100000. */
+  maxRecipientsPerMessage?: number
+  /** Send messages in BDAT chunks (RFC 3030) when the server offers CHUNKING (default false: DATA). */
+  chunking?: boolean
+  /** `true`: attachments may not name local files (`path`); `EMESSAGE` naming the field. A message cannot switch it off. */
+  disableFileAccess?: boolean
+  /** `true`: attachments may not name URLs (`href`, or an http(s) `path`); `EMESSAGE` naming the field. */
+  disableUrlAccess?: boolean
+  /** The largest file an attachment `path` may name, in bytes (default 67108864, 64 MiB). */
+  maxFileSize?: number
+  /**
+   * `true` logs to the console; or an object with `debug`/`info`/`warn`/`error` methods. At
+   * most 1024 lines wait for it; more are dropped and counted ("N log lines dropped").
+   */
   logger?: boolean | Partial<Record<'debug' | 'info' | 'warn' | 'error', (message: string) => void>>
   /** Log the SMTP transcript (with AUTH redacted) at debug level. */
   debug?: boolean
@@ -142,14 +216,24 @@ export type Addresses = Address | Address[]
 export type HttpHeaders = Record<string, string | number>
 
 /** Bytes as nodemailer takes them: a Readable is read to its end before the message is built. */
-export type Content = string | Buffer | Uint8Array | NodeJS.ReadableStream
+export type Content = string | Buffer | ArrayBufferView | ArrayBuffer | NodeJS.ReadableStream
 
 /** A part given by its content or where to get it (text, html, alternatives, icalEvent). */
 export interface ContentSource {
+  /**
+   * The content; a string is UTF-8 unless `encoding` says otherwise. Bytes are copied when
+   * `sendMail` is called: changing or transferring them afterwards does not affect the message.
+   */
   content?: Content
-  /** A local file, a `data:` URI, or an http(s) URL. */
+  /**
+   * A local file (at most `maxFileSize` bytes; refused with `disableFileAccess`), a `data:` URI,
+   * or an http(s) URL (fetched as `href` is).
+   */
   path?: string
-  /** An http(s) or `data:` URL: https only (plain http to a loopback address), at most 32 MB and 30 s. */
+  /**
+   * An http(s) or `data:` URL: https only (plain http to a loopback address), at most 32 MB and
+   * 30 s; refused with `disableUrlAccess`.
+   */
   href?: string
   httpHeaders?: HttpHeaders
   /** How a string `content` is encoded. */
@@ -233,18 +317,36 @@ export interface MailMessage {
   textEncoding?: 'quoted-printable' | 'base64'
   /** A whole message, sent as it is (envelope from `envelope` or the address fields). */
   raw?: string | Buffer | NodeJS.ReadableStream
-  /** Refuse `href` and URL `path` contents. */
-  disableUrlAccess?: boolean
   /** The SMTP envelope, when it differs from the headers. */
   envelope?: { from?: string; to?: Addresses }
+  /** `true`: this message's attachments may not name local files (cannot reopen the transport's). */
+  disableFileAccess?: boolean
+  /** `true`: this message's attachments may not name URLs. */
+  disableUrlAccess?: boolean
+  /** Delivery status notifications (RFC 3461); the server must offer DSN, else `EMESSAGE`. */
+  dsn?: DsnOptions
+}
+
+/** nodemailer's `dsn` message option. */
+export interface DsnOptions {
+  /** `ENVID`: returned in every notification. */
+  id?: string
+  /** `RET`: return the headers only or the full message. */
+  return?: 'headers' | 'full'
+  /** `NOTIFY`: `'never'`, or any of `'success'`, `'failure'`, `'delay'`. */
+  notify?: 'never' | 'success' | 'failure' | 'delay' | Array<'success' | 'failure' | 'delay'> | string
+  /** `ORCPT`: the original recipient (`rfc822;` is added when no type is given). */
+  recipient?: string
 }
 
 /** Every error this package throws or rejects with. */
 export interface SmtpOAuthError extends Error {
   /**
-   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP) and
+   * nodemailer's codes, plus `EPROTOCOL` (the server spoke no valid SMTP, or answered a
+   * command with a reply RFC 5321 does not allow it),
    * `EUNKNOWN_DELIVERY` (the message was sent but the connection failed before the server
-   * confirmed it: it may have been delivered, and it was not resent).
+   * confirmed it: it may have been delivered, and it was not resent) and `EINTERNAL` (a bug
+   * in this package stopped this send; not retried).
    */
   code:
     | 'ECONFIG'
@@ -257,6 +359,7 @@ export interface SmtpOAuthError extends Error {
     | 'EMESSAGE'
     | 'EPROTOCOL'
     | 'EUNKNOWN_DELIVERY'
+    | 'EINTERNAL'
   /** The SMTP reply code, when a reply caused the error. */
   responseCode?: number
   /** The SMTP reply, or the token endpoint's `error_description`. */
@@ -303,6 +406,19 @@ export interface TokenReport {
   appid?: string
   exp: Date | null
   problems: TokenProblem[]
+  /** Which credential obtained the token, and from where (never the credential itself). */
+  credential: CredentialReport | null
+}
+
+/** The OAuth2 credential a transport uses, for diagnostics. */
+export interface CredentialReport {
+  kind: 'clientSecret' | 'certificate' | 'clientAssertionFile' | 'clientAssertion' | 'managedIdentity'
+  /** Where it comes from: the config field, the token file (and who named it), the managed identity endpoint. */
+  source: string
+  /** The environment variables that chose or completed it (`AZURE_FEDERATED_TOKEN_FILE`, `IDENTITY_ENDPOINT`, ...). */
+  environment: string[]
+  /** For a token file or a callback: the last assertion's claims (decoded, not verified). */
+  assertion: { iss?: string; sub?: string; aud?: string; exp: Date | null } | null
 }
 
 /** The `token` event: a new access token was obtained (the token itself is never included). */

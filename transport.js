@@ -35,6 +35,10 @@ class Transport extends EventEmitter {
     // (`mail.smtp must be an object, got ...`).
     const isObject = config !== null && typeof config === 'object' && !Array.isArray(config)
     const { logger, ...nativeConfig } = isObject ? config : { logger: undefined }
+    const oauth2 = nativeConfig.oauth2
+    if (oauth2 && typeof oauth2 === 'object' && typeof oauth2.clientAssertion === 'function') {
+      nativeConfig.oauth2 = { ...oauth2, clientAssertion: assertionSource(oauth2.clientAssertion) }
+    }
     const passedConfig = isObject ? nativeConfig : config
     const log = makeLogger(logger)
     this.#log = log
@@ -46,8 +50,11 @@ class Transport extends EventEmitter {
       if (transport) transport.#complete(id, error, info)
     }
     this.#native = new NativeTransport(passedConfig, onComplete, defaults, onToken, onLog)
-    // As nodemailer's pool: a pooled transport announces that it can take messages.
-    if (nativeConfig.pool) setImmediate(() => this.isIdle() && this.emit('idle'))
+    if (nativeConfig.pool) {
+      quitAtExit(this, this.#native)
+      // As nodemailer's pool: a pooled transport announces that it can take messages.
+      setImmediate(() => this.isIdle() && this.emit('idle'))
+    }
     this.name = 'smtp-oauth-transport'
     this.version = version
     // What inspection shows: where mail goes and as whom; never a secret.
@@ -93,7 +100,7 @@ class Transport extends EventEmitter {
     const messageId = mail.message.messageId()
     mail.message.build((err, raw) => {
       if (err) return callback(err)
-      const sending = this.#submit((id) => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to }, id))
+      const sending = this.#submit((id) => this.#native.sendRaw(raw, { from: envelope.from || undefined, to: envelope.to, dsn: mail.data.dsn }, id))
       this.#track(sending).then(
         (info) => callback(null, { ...info, envelope, messageId }),
         (sendErr) => callback(sendErr),
@@ -151,11 +158,22 @@ class Transport extends EventEmitter {
 
   /**
    * The current token's claims that matter for SMTP (decoded, not verified) and the
-   * setup problems they show: `{ isJwt, aud, roles, tid, appid, exp: Date | null, problems }`.
+   * setup problems they show: `{ isJwt, aud, roles, tid, appid, exp: Date | null, problems,
+   * credential }`; `credential` says which credential obtained the token and where it comes
+   * from (with a federated assertion's decoded `iss`/`sub`/`aud`/`exp`, never the assertion).
    */
   async inspectToken() {
     const report = await this.#native.inspectToken()
-    return { ...report, exp: report.exp == null ? null : new Date(report.exp) }
+    const { credential } = report
+    const assertion = credential && credential.assertion
+    return {
+      ...report,
+      exp: report.exp == null ? null : new Date(report.exp),
+      credential: credential && {
+        ...credential,
+        assertion: assertion ? { ...assertion, exp: assertion.exp == null ? null : new Date(assertion.exp) } : null,
+      },
+    }
   }
 
   /**
@@ -164,6 +182,7 @@ class Transport extends EventEmitter {
    * zeroed; later sends reject.
    */
   close(options) {
+    forgetAtExit(this)
     // Messages whose streams are still being read were sent before close(): they are
     // handed over first, so that close() waits for them as for any other.
     const reading = [...this.#reading]
@@ -207,6 +226,49 @@ function releaseProcess(transport) {
   }
 }
 
+// Pooled connections live in native tasks that do not hold the event loop: a script that
+// ends (naturally, or with process.exit(), which runs no event loop and no native cleanup
+// hooks) without close() would drop them without a word. Node emits 'exit' in both cases,
+// so one listener, present only while an unclosed pooled transport exists, closes them
+// there, synchronously (QUIT, bounded to half a second). Transports are held weakly: an
+// unclosed one can still be collected.
+const atExit = new Map() // key -> WeakRef of a transport's native half
+const exitKeys = new WeakMap() // transport -> its key in atExit
+const collected = new FinalizationRegistry((key) => atExit.delete(key) && updateExitListener())
+
+function quitAtExit(transport, native) {
+  // The key is a token, not the transport, so that neither map keeps the transport alive.
+  const key = {}
+  atExit.set(key, new WeakRef(native))
+  collected.register(transport, key, key)
+  exitKeys.set(transport, key)
+  updateExitListener()
+}
+
+function forgetAtExit(transport) {
+  const key = exitKeys.get(transport)
+  if (!key) return
+  exitKeys.delete(transport)
+  collected.unregister(key)
+  atExit.delete(key)
+  updateExitListener()
+}
+
+let listening = false
+function updateExitListener() {
+  if (atExit.size > 0 && !listening) process.on('exit', closePoolsAtExit)
+  if (atExit.size === 0 && listening) process.removeListener('exit', closePoolsAtExit)
+  listening = atExit.size > 0
+}
+
+function closePoolsAtExit() {
+  for (const native of atExit.values()) {
+    const alive = native.deref()
+    if (alive) alive.closeAtExit()
+  }
+  atExit.clear()
+}
+
 const LEVELS = ['debug', 'info', 'warn', 'error']
 
 // nodemailer's `logger` option: `true` logs to the console, an object with
@@ -228,6 +290,20 @@ function makeLogger(logger) {
   }
   const pick = (level) => (typeof logger[level] === 'function' ? call(level) : () => {})
   return Object.fromEntries(LEVELS.map((level) => [level, pick(level)]))
+}
+
+// `oauth2.clientAssertion` as the native side calls it: always a Promise of a string. A
+// throw, a rejection or another type becomes a rejection whose message says what happened
+// (never the value returned, which may be a credential).
+function assertionSource(callback) {
+  return async () => {
+    const assertion = await callback()
+    if (typeof assertion !== 'string') {
+      const got = assertion === null ? 'null' : Array.isArray(assertion) ? 'an array' : typeof assertion
+      throw new TypeError(`it returned ${got}, not a string`)
+    }
+    return assertion
+  }
 }
 
 let warnedInsecure = false

@@ -226,7 +226,7 @@ test('href (and path as a URL) are fetched with httpHeaders; a redirect to anoth
     const count = webRequests.length;
     const refused = await rejection(transport.sendMail({ ...base, disableUrlAccess: true, attachments: [{ href: `${url}/report.pdf` }] }));
     assertCode(refused, 'EMESSAGE');
-    assert.match(refused.message, /^message\.attachments\[0\]\.href is a URL .* disableUrlAccess is set/);
+    assert.match(refused.message, /^message\.attachments\[0\]\.href is a URL and URL access is disabled \(disableUrlAccess\)/);
     assert.equal(webRequests.length, count, 'no request was made');
 });
 

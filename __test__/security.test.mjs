@@ -519,12 +519,13 @@ test('the token URL must be https://, except on loopback -> ECONFIG naming mail.
     assert.match(err.message, /mail\.smtp\.oauth2\.cloud/);
 });
 
-test('an https token endpoint is verified like SMTP: trusted CA -> delivered; unknown CA or expired -> EOAUTH2 and the secret never reaches it', T, async t => {
+test('an https token endpoint is verified: trusted CA (oauth2.ca) -> delivered; unknown CA or expired -> EOAUTH2 and the secret never reaches it', T, async t => {
     const env = await startEnv();
     t.after(() => env.close());
     const good = await startHttpsTokenFront(env.token, makeTestPki());
     t.after(() => good.close());
-    const ok = env.track(createTransport(env.config({ ...FAST, oauth2: { host: good.url } })));
+    // The token client trusts the test CA through oauth2.ca only (tls.ca is for SMTP).
+    const ok = env.track(createTransport(env.config({ ...FAST, oauth2: { host: good.url, ca: makeTestPki().caPem } })));
     await ok.sendMail(mail('https token endpoint'));
     assert.equal(good.requests.length, 1);
     assert.equal(env.smtp.messages.length, 1);
@@ -532,7 +533,7 @@ test('an https token endpoint is verified like SMTP: trusted CA -> delivered; un
     for (const [label, pki] of [['unknown CA', makeUntrustedPki()], ['expired', makeExpiredPki()]]) {
         const bad = await startHttpsTokenFront(env.token, pki);
         t.after(() => bad.close());
-        const transport = env.track(createTransport(env.config({ ...FAST, oauth2: { host: bad.url } })));
+        const transport = env.track(createTransport(env.config({ ...FAST, oauth2: { host: bad.url, ca: makeTestPki().caPem } })));
         const err = await rejection(transport.sendMail(mail(label)));
         assertCode(err, 'EOAUTH2');
         assert.equal(bad.requests.length, 0, `${label}: no request (and so no secret) got through`);

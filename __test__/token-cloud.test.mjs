@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { makeServerPki } from './support/certs.mjs';
+import { makeServerPki, makeTestPki } from './support/certs.mjs';
 import { loadTransport, TEST_CLIENT_SECRET, TEST_USER, TRANSPORT_PATH, withoutPath } from './support/config.mjs';
 import { startEnv } from './support/env.mjs';
 import { assertCode, assertNoSecrets, rejection, secretForms } from './support/errors.mjs';
@@ -29,9 +29,13 @@ async function startProxyFor(t, opts) {
     return proxy;
 }
 
-/** env.config() with `tenantId` (+ the given oauth2 fields) instead of `host`. */
+/**
+ * env.config() with `tenantId` (+ the given oauth2 fields) instead of `host`. The intercepting
+ * test proxy's certificates come from the test CA, which the token client trusts through
+ * `oauth2.ca` (`tls.ca` is for SMTP only).
+ */
 function tenantConfig(env, oauth2, { dropScope = false } = {}) {
-    let config = withoutPath(env.config({ oauth2 }), 'oauth2.host');
+    let config = withoutPath(env.config({ oauth2: { ca: makeTestPki().caPem, ...oauth2 } }), 'oauth2.host');
     if (dropScope) {
         config = withoutPath(config, 'oauth2.scope');
     }
@@ -168,21 +172,22 @@ test('a proxy presenting a certificate for another name -> EOAUTH2, and no reque
     assert.equal(env.token.requests.length, 0);
 });
 
-test('oauth2.proxy with an http://127.0.0.1 token URL -> the request goes through the proxy (absolute URL), mail delivered', T, async t => {
+// A proxy would receive a plain-http token request, secret included, in clear text (this
+// test once asserted that it did).
+test('oauth2.proxy with an http://127.0.0.1 token URL -> ECONFIG naming mail.smtp.oauth2.proxy; nothing reaches the proxy', T, async t => {
     const env = await startEnv();
     t.after(() => env.close());
     const proxy = await startProxyFor(t, { connect: 'refuse' });
-    const transport = env.track(createTransport(env.config({ oauth2: { proxy: proxy.url } })));
-    await transport.sendMail(mail(1));
-    await transport.sendMail(mail(2));
-
-    assert.equal(proxy.forwarded.length, 1, 'one token request, through the proxy');
-    assert.equal(proxy.forwarded[0].method, 'POST');
-    assert.equal(proxy.forwarded[0].url, env.token.url);
-    assert.equal(proxy.forwarded[0].forwarded, true);
-    assert.equal(proxy.connects.length, 0);
-    assert.equal(env.token.requests.length, 1);
-    assert.equal(env.smtp.messages.length, 2);
+    let err;
+    try {
+        createTransport(env.config({ oauth2: { proxy: proxy.url } }));
+    } catch (e) {
+        err = e;
+    }
+    assertCode(err, 'ECONFIG');
+    assert.match(err.message, /^mail\.smtp\.oauth2\.proxy cannot be used with an http:\/\/ token URL/);
+    assert.equal(proxy.forwarded.length + proxy.connects.length, 0);
+    assert.equal(env.token.requests.length, 0);
 });
 
 test('oauth2.proxy that is not a URL -> ECONFIG naming mail.smtp.oauth2.proxy', T, async t => {
@@ -246,4 +251,18 @@ test('HTTPS_PROXY in the environment is honoured for the token request (child pr
         assert.equal(c.target, 'login.smtp-oauth-test.invalid:443');
     }
     assert.equal(env.token.requests.length, 0);
+});
+
+test('HTTP_PROXY / ALL_PROXY in the environment never carry an http:// (loopback) token request: sent directly, the proxy sees nothing (child process)', T, async t => {
+    const env = await startEnv();
+    t.after(() => env.close());
+    const proxy = await startProxyFor(t, { connect: 'refuse' });
+    for (const variables of [{ HTTP_PROXY: proxy.url, http_proxy: proxy.url }, { ALL_PROXY: proxy.url, all_proxy: proxy.url }]) {
+        const result = await sendInChild(env.config(), variables);
+        assert.equal(result, 'SENT', Object.keys(variables).join(', '));
+    }
+    assert.equal(proxy.forwarded.length, 0, 'no token request went through the proxy in clear text');
+    assert.equal(proxy.connects.length, 0);
+    assert.equal(env.token.requests.length, 2);
+    assert.equal(env.smtp.messages.length, 2);
 });

@@ -15,6 +15,9 @@ const setup = (t, options) => setupTransport(t, createTransport, options);
 
 const mail = n => ({ from: TEST_USER, to: 'rcpt@example.com', subject: `message ${n}`, text: `body ${n}` });
 const codes = report => report.problems.map(p => p.code);
+// Only a tenant id (a GUID) in the token URL or `tenantId` can be compared with `tid`.
+const TENANT_GUID = '0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30';
+const OTHER_TENANT_GUID = '9b1f0c2e-0000-4000-8000-000000000001';
 
 // ---------------------------------------------------------------------------------------
 // getAccessToken()
@@ -103,21 +106,56 @@ test('inspectToken(): no roles claim at all -> ROLE_MISSING', T, async t => {
 });
 
 test('inspectToken(): tid of another tenant than the token URL names -> TENANT_MISMATCH', T, async t => {
-    const { transport } = await setup(t, { token: { claims: { tid: '9b1f0c2e-0000-4000-8000-000000000001' } } });
+    const { transport } = await setup(t, { token: { tenant: TENANT_GUID, claims: { tid: OTHER_TENANT_GUID } } });
     const report = await transport.inspectToken();
-    assert.equal(report.tid, '9b1f0c2e-0000-4000-8000-000000000001');
+    assert.equal(report.tid, OTHER_TENANT_GUID);
     assert.deepEqual(codes(report), ['TENANT_MISMATCH']);
-    assert.match(report.problems[0].message, /test-tenant/);
+    assert.match(report.problems[0].message, new RegExp(TENANT_GUID));
 });
 
 test('inspectToken(): tid of another tenant than the configured tenantId -> TENANT_MISMATCH', T, async t => {
-    const env = await startEnv({ token: { claims: { tid: 'another-tenant' } } });
+    const env = await startEnv({ token: { tenant: TENANT_GUID, claims: { tid: OTHER_TENANT_GUID } } });
     t.after(() => env.close());
-    const config = withoutPath(env.config({ oauth2: { tenantId: 'test-tenant', cloud: env.token.origin } }), 'oauth2.host');
+    const config = withoutPath(env.config({ oauth2: { tenantId: TENANT_GUID, cloud: env.token.origin } }), 'oauth2.host');
     const transport = env.track(createTransport(config));
     const report = await transport.inspectToken();
     assert.deepEqual(codes(report), ['TENANT_MISMATCH']);
 });
+
+for (const tenant of ['contoso.onmicrosoft.com', 'organizations', 'test-tenant']) {
+    test(`inspectToken(): a token URL with the tenant '${tenant}' (not a tenant id) says nothing about tid -> no TENANT_MISMATCH; 535 hint without it`, T, async t => {
+        const { transport } = await setup(t, { token: { tenant, claims: { tid: OTHER_TENANT_GUID } } });
+        const report = await transport.inspectToken();
+        assert.equal(report.tid, OTHER_TENANT_GUID);
+        assert.deepEqual(codes(report), []);
+
+        const env = await startEnv({ token: { tenant, claims: { tid: OTHER_TENANT_GUID } }, smtp: { acceptAuth: () => false } });
+        t.after(() => env.close());
+        const refused = env.track(createTransport(env.config()));
+        const err = await rejection(refused.sendMail(mail(1)));
+        assertCode(err, 'EAUTH');
+        assert.doesNotMatch(err.hint, /tenant/i);
+    });
+}
+
+for (const exp of [1e300, -1, -1e300, 1e20, 'NaN', '1e999']) {
+    test(`inspectToken() and the 535 hint on a token whose exp is absurd (${JSON.stringify(exp)}) -> no exp, no panic; the send works`, T, async t => {
+        const { env, transport } = await setup(t, { token: { claims: { exp } } });
+        await transport.sendMail(mail(1));
+        const report = await transport.inspectToken();
+        assert.equal(report.isJwt, true);
+        assert.equal(report.exp, null);
+        assert.deepEqual(codes(report), []);
+        assert.equal(env.smtp.messages.length, 1);
+
+        const refusing = await startEnv({ token: { claims: { exp, roles: [] } }, smtp: { acceptAuth: () => false } });
+        t.after(() => refusing.close());
+        const refused = refusing.track(createTransport(refusing.config()));
+        const err = await rejection(refused.sendMail(mail(2)));
+        assertCode(err, 'EAUTH');
+        assert.match(err.hint, /SMTP\.SendAsApp/);
+    });
+}
 
 test('inspectToken(): appid of another app -> APP_MISMATCH', T, async t => {
     const other = '11111111-2222-4333-8444-555555555555';
@@ -129,7 +167,7 @@ test('inspectToken(): appid of another app -> APP_MISMATCH', T, async t => {
 
 test('inspectToken(): a Graph token without the role from another tenant -> AUDIENCE, ROLE_MISSING, TENANT_MISMATCH', T, async t => {
     const { transport } = await setup(t, {
-        token: { claims: { aud: 'https://graph.microsoft.com', roles: ['Mail.Send'], tid: 'another-tenant' } }
+        token: { tenant: TENANT_GUID, claims: { aud: 'https://graph.microsoft.com', roles: ['Mail.Send'], tid: OTHER_TENANT_GUID } }
     });
     const report = await transport.inspectToken();
     assert.deepEqual(codes(report).sort(), ['AUDIENCE', 'ROLE_MISSING', 'TENANT_MISMATCH']);
@@ -237,7 +275,9 @@ test("'token' event: one per new token, with user and expiresAt (a Date), never 
 });
 
 test("'token' event: a failed token request emits nothing; the background renewal emits one", T, async t => {
-    const { env, transport } = await setup(t, { token: { expiresIn: 3600, refreshIn: 1 } });
+    // The refusal is lifted right after the first send: no failure cache, or the second send
+    // would get the remembered refusal.
+    const { env, transport } = await setup(t, { token: { expiresIn: 3600, refreshIn: 1 }, config: { oauth2: { failureCacheSeconds: 0 } } });
     const events = [];
     transport.on('token', event => events.push(event));
     let refuse = true;

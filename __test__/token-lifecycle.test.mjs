@@ -167,9 +167,11 @@ test('refresh_in is honoured: expires_in 3600 + refresh_in 2 -> renewed in the b
 
 test('renewBeforeSeconds is honoured: expires_in 8 + renewBeforeSeconds 2 -> renewal at 6 s (not at 4 s as with the default)', T, async t => {
     // Default renewBeforeSeconds (300) clamps to 4 s here (half of 8): renew_at would be 4 s.
-    // With 2: renew_at = 6 s, use_until = 8 - 0.5 = 7.5 s.
+    // With 2: renew_at = 6 s, use_until = 8 - 0.5 = 7.5 s. The JWT's exp (whole seconds) would
+    // cut the lifetime to 7-8 s, depending on the millisecond of issue: a far exp keeps the
+    // arithmetic of this test exact.
     const { env, transport } = await setup(t, {
-        token: { expiresIn: 8 },
+        token: { expiresIn: 8, claims: { exp: 4102444800 } },
         config: { oauth2: { renewBeforeSeconds: 2 } }
     });
     await transport.sendMail(mail(1));

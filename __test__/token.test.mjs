@@ -146,8 +146,10 @@ test('token endpoint not listening -> EOAUTH2 / ECONNECTION, nothing sent to SMT
     assert.equal(env.smtp.messages.length, 0);
 });
 
-test('a failed token request is not cached: the next send asks again and succeeds', T, async t => {
-    const { env, transport } = await setup(t);
+// A refusal is remembered for oauth2.failureCacheSeconds (so that a queue of sends behind a
+// wrong secret fails fast, see security-token.test.mjs), and not a moment longer.
+test('a failed token request is cached only for oauth2.failureCacheSeconds: a send within it gets the same error, the next send after it asks again and succeeds', T, async t => {
+    const { env, transport } = await setup(t, { config: { oauth2: { failureCacheSeconds: 2 } } });
     let calls = 0;
     env.token.setHandler((req, form, res, next) => {
         calls += 1;
@@ -161,7 +163,11 @@ test('a failed token request is not cached: the next send asks again and succeed
     });
     const err = await rejection(transport.sendMail(mail(1)));
     assertCode(err, 'EOAUTH2');
-    await transport.sendMail(mail(2));
+    const remembered = await rejection(transport.sendMail(mail(2)));
+    assert.equal(remembered.message, err.message);
+    assert.equal(env.token.requests.length, 1, 'the refusal was remembered');
+    await sleep(2100);
+    await transport.sendMail(mail(3));
     assert.equal(env.token.requests.length, 2);
     assert.equal(env.smtp.messages.length, 1);
     assert.equal(env.smtp.authAttempts.at(-1).accessToken, env.token.issued[0]);

@@ -68,6 +68,8 @@ const oauth2: OAuth2Options = {
     clientSecret: 'secret',
     scope: 'https://outlook.office365.com/.default',
     renewBeforeSeconds: 600,
+    ca: [Buffer.from('-----BEGIN CERTIFICATE-----'), 'PEM'],
+    failureCacheSeconds: 0,
     timeout: 10_000
 };
 const full: SmtpConfig = {
@@ -81,12 +83,34 @@ const full: SmtpConfig = {
     name: 'tas.contoso.com',
     connectionTimeout: 10_000,
     greetingTimeout: 10_000,
-    socketTimeout: 60_000
+    socketTimeout: 60_000,
+    maxRecipientsPerMessage: 500,
+    chunking: false
 };
 // The basic (password) configuration that TAS had before OAuth2.
 const basic: SmtpConfig = { host: 'relay.contoso.com', port: 25, auth: { user: 'tas', pass: 'secret' } };
 createTransport(full);
 createTransport(basic);
+// nodemailer's network options: a proxy for SMTP, the local address, the bound of the lookup.
+createTransport({ ...full, proxy: 'socks5h://user:pass@proxy.contoso.com:1080', localAddress: '192.0.2.10', dnsTimeout: 5_000 });
+// @ts-expect-error dnsTimeout is in ms, a number
+createTransport({ ...basic, dnsTimeout: '5s' });
+
+// Credentials without a secret: a federated token file, a callback, a managed identity.
+const federated: OAuth2Options = { tenantId: 't', clientId: 'id', clientAssertionFile: '/var/run/secrets/azure/tokens/azure-identity-token' };
+const callback: OAuth2Options = { tenantId: 't', clientId: 'id', clientAssertion: async () => 'eyJ...', clientAssertionTimeout: 5_000 };
+const managed: OAuth2Options = { managedIdentity: true };
+const userAssigned: OAuth2Options = { managedIdentity: { clientId: 'mi' }, managedIdentityEndpoint: 'http://127.0.0.1:8080/token' };
+for (const credential of [federated, callback, managed, userAssigned]) {
+    createTransport({ ...full, oauth2: credential });
+}
+// @ts-expect-error a managed identity is named by one id, as a string
+createTransport({ ...full, oauth2: { managedIdentity: { clientId: 42 } } });
+transport.inspectToken().then(report => {
+    const kind: 'clientSecret' | 'certificate' | 'clientAssertionFile' | 'clientAssertion' | 'managedIdentity' | undefined = report.credential?.kind;
+    const exp: Date | null | undefined = report.credential?.assertion?.exp;
+    void kind, exp;
+});
 
 // ---- sendMail: the message and the info -----------------------------------------------------
 
@@ -112,7 +136,8 @@ const message: MailMessage = {
     inReplyTo: '<41@tas.contoso.com>',
     references: ['<40@tas.contoso.com>', '<41@tas.contoso.com>'],
     priority: 'high',
-    envelope: { from: 'bounces@contoso.com', to: ['a@contoso.com'] }
+    envelope: { from: 'bounces@contoso.com', to: ['a@contoso.com'] },
+    dsn: { id: 'tas-42', return: 'headers', notify: ['failure', 'delay'], recipient: 'a@contoso.com' }
 };
 
 async function send(): Promise<void> {

@@ -18,8 +18,9 @@
 //                maxMessages (100) messages: the minimal client's time plus the extra setups
 // Prints the machine, a table and whether the issue's targets are met; writes bench/results.json.
 //
+//   chunking     the 25 MB attachment to Postfix after DATA and in BDAT chunks (bench/chunking.mjs)
 // Options: --rounds N (rounds per client and scenario, median reported; default 3), --count N
-// (default 2000), --no-build (use the addon and bench client as they are).
+// (default 2000), --no-build (use the addon and bench client as they are), --chunking-only.
 import { execFileSync, fork, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -28,6 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { measureChunking } from './chunking.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -553,6 +555,15 @@ function table(rows) {
     return [line(rows[0]), '|' + widths.map(w => '-'.repeat(w + 2)).join('|') + '|', ...rows.slice(1).map(line)].join('\n');
 }
 
+/** DATA against BDAT with the big attachment, to Postfix; printed and returned. */
+async function chunkingComparison(rounds) {
+    const chunking = { machine: machine(), date: new Date().toISOString(), ...(await measureChunking({ root: ROOT, rounds, attachmentBytes: BIG_ATTACHMENT })) };
+    console.log(
+        `# ${mib(BIG_ATTACHMENT)} MiB attachment to Postfix, median (fastest) of ${rounds}: DATA ${chunking.dataMs} (${chunking.dataMinMs}) ms, BDAT ${chunking.bdatMs} (${chunking.bdatMinMs}) ms; every run: DATA ${chunking.dataRuns.join(', ')}; BDAT ${chunking.bdatRuns.join(', ')}`
+    );
+    return chunking;
+}
+
 async function main() {
     const args = process.argv.slice(2);
     const option = (name, fallback) => {
@@ -568,6 +579,13 @@ async function main() {
         console.log(`# note: ${info.cores} cores; the sink (a JS process) and the client under test compete for them.`);
     }
     const clientPath = build(args.includes('--no-build'));
+    if (args.includes('--chunking-only')) {
+        const chunking = await chunkingComparison(rounds);
+        const out = path.join(ROOT, 'bench', 'results.json');
+        const previous = fs.existsSync(out) ? JSON.parse(fs.readFileSync(out, 'utf8')) : {};
+        fs.writeFileSync(out, JSON.stringify({ ...previous, chunking }, null, 2) + '\n');
+        return;
+    }
 
     const sink = await startSink();
     const results = { machine: info, date: new Date().toISOString(), count, rounds, maxConnections: MAX_CONNECTIONS, runs: [] };
@@ -632,6 +650,8 @@ async function main() {
     } finally {
         await sink.close();
     }
+
+    results.chunking = await chunkingComparison(rounds);
 
     // ---- summary
     const of = (kind, scenario) => results.runs.filter(r => r.kind === kind && r.scenario === scenario);

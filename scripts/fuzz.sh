@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
 cases="${PROPTEST_CASES:-1000000000}"
-targets=(${FUZZ_TARGETS:-fuzz_config_parser fuzz_address_parser fuzz_token_response_parser fuzz_message_builder})
+targets=(${FUZZ_TARGETS:-fuzz_config_parser fuzz_address_parser fuzz_token_response_parser fuzz_token_claims fuzz_message_builder})
 
 echo "building the fuzz targets (crates/core/tests/fuzz.rs)..."
 cargo test -p smtp-oauth-core --test fuzz --no-run --quiet || exit 1

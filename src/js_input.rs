@@ -2,7 +2,7 @@
 //! field-naming errors) happens in the core.
 
 use napi::bindgen_prelude::JsObjectValue;
-use napi::bindgen_prelude::{Array, Buffer, Object, Unknown};
+use napi::bindgen_prelude::{Array, ArrayBuffer, BufferSlice, Object, Unknown};
 use napi::{Env, JsDate, JsValue, Result, ValueType};
 use smtp_oauth_core::{ByteBuf, Value};
 
@@ -43,15 +43,24 @@ impl<'env> Walker<'_, 'env> {
             ValueType::Boolean => Value::Bool(unsafe { value.cast::<bool>()? }),
             ValueType::Number => Value::Number(unsafe { value.cast::<f64>()? }),
             ValueType::String => Value::String(unsafe { value.cast::<String>()? }),
-            // A reference, not a copy: the bytes are read later, off the JS thread.
+            // Bytes are copied here, on the JS thread, during the synchronous call. Keeping
+            // a reference (napi's `Buffer`) and reading it later off the JS thread is
+            // unsound: napi-rs's own source calls that type's Send/Sync impls undefined
+            // behaviour, JavaScript may change the bytes while they are sent, and an
+            // ArrayBuffer transferred away (`structuredClone(x, { transfer })`,
+            // `postMessage`) moves its memory to another owner who may free it under the
+            // pointer. N-API has no way to make an ArrayBuffer non-detachable, so a copy is
+            // the only sound choice; it costs one memcpy and the attachment's size once.
+            // `napi_is_buffer` is true for every view (Buffer, Uint8Array, DataView, other
+            // typed arrays, subarrays): the bytes of the view, not its whole ArrayBuffer.
             ValueType::Object if value.is_buffer()? => {
-                Value::Bytes(ByteBuf::new(unsafe { value.cast::<Buffer>()? }))
+                Value::Bytes(ByteBuf::from(unsafe { value.cast::<BufferSlice>()? }.to_vec()))
+            }
+            ValueType::Object if value.is_arraybuffer()? => {
+                Value::Bytes(ByteBuf::from(unsafe { value.cast::<ArrayBuffer>()? }.to_vec()))
             }
             ValueType::Object if value.is_date()? => {
                 Value::Date(unsafe { value.cast::<JsDate>()? }.value_of()?)
-            }
-            ValueType::Object if value.is_typedarray()? || value.is_arraybuffer()? => {
-                Value::Other("a typed array other than Uint8Array/Buffer".into())
             }
             ValueType::Object => {
                 if self.is_ancestor(&value)? {

@@ -10,12 +10,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use napi::bindgen_prelude::{FnArgs, Function, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{FnArgs, Function, JsObjectValue, Object, Promise, PromiseRaw, Unknown};
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Result, Status};
+use napi::{Env, Result, Status, ValueType};
 use napi_derive::napi;
-use smtp_oauth_core::log::{Level, LogSink};
-use smtp_oauth_core::oauth::TokenListener;
+use smtp_oauth_core::log::{dropping_when_full, Level, LogSink};
+use smtp_oauth_core::oauth::{AssertionCallback, TokenListener};
+use smtp_oauth_core::secret::Secret;
 use smtp_oauth_core::transport::Admission;
 use smtp_oauth_core::{Environment, Error, ErrorKind, SentInfo, Transport};
 
@@ -130,7 +131,35 @@ pub struct TokenInspection {
     /// Expiry in milliseconds since the epoch.
     pub exp: Option<f64>,
     pub problems: Vec<TokenProblem>,
+    /// Which credential obtained the token, and from where.
+    pub credential: Option<CredentialInfo>,
 }
+
+/// The OAuth2 credential a transport uses (never its value).
+#[napi(object)]
+pub struct CredentialInfo {
+    /// `clientSecret`, `certificate`, `clientAssertionFile`, `clientAssertion` or `managedIdentity`.
+    pub kind: String,
+    /// Where it comes from: the config field, the file, the managed identity endpoint.
+    pub source: String,
+    /// The environment variables that chose or completed it (empty: the config alone).
+    pub environment: Vec<String>,
+    /// For a federated token file or callback: the last assertion's claims.
+    pub assertion: Option<AssertionClaimsInfo>,
+}
+
+/// A client assertion's claims (decoded, not verified; never the assertion).
+#[napi(object)]
+pub struct AssertionClaimsInfo {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub aud: Option<String>,
+    /// Expiry in milliseconds since the epoch.
+    pub exp: Option<f64>,
+}
+
+/// How long `closeAtExit()` may hold the exiting process to say QUIT.
+const EXIT_QUIT_BUDGET: Duration = Duration::from_millis(500);
 
 /// The native half of a transport; `transport.js` wraps it in nodemailer's API.
 #[napi]
@@ -179,6 +208,7 @@ impl NativeTransport {
         on_token: Option<Function<TokenEvent, ()>>,
         on_log: Option<Function<LogRecord, ()>>,
     ) -> Result<Self> {
+        let client_assertion = client_assertion(config)?;
         let config = to_value(&env, config)?;
         let defaults = defaults.map(|d| to_value(&env, d)).transpose()?;
         // Node reads NODE_EXTRA_CA_CERTS for its own TLS; the token endpoint and the SMTP
@@ -196,12 +226,10 @@ impl NativeTransport {
             extra_ca_file,
             on_token: listener,
             log,
+            client_assertion,
         };
         let transport =
             Arc::new(Transport::new(&config, defaults, environment).map_err(|err| to_js_error(&env, &err))?);
-        if transport.config().pool.is_some() {
-            quit_pool_at_exit(&env, Arc::downgrade(&transport))?;
-        }
         let completions = on_complete
             .build_threadsafe_function::<Completion>()
             .callee_handled::<false>()
@@ -277,6 +305,17 @@ impl NativeTransport {
                             message: p.message,
                         })
                         .collect(),
+                    credential: report.credential.map(|c| CredentialInfo {
+                        kind: c.kind.to_string(),
+                        source: c.source,
+                        environment: c.environment.iter().map(|v| v.to_string()).collect(),
+                        assertion: c.assertion.map(|a| AssertionClaimsInfo {
+                            iss: a.iss,
+                            sub: a.sub,
+                            aud: a.aud,
+                            exp: a.exp.map(epoch_ms),
+                        }),
+                    }),
                 })
             },
         )
@@ -325,6 +364,24 @@ impl NativeTransport {
             },
             |_, ()| Ok(()),
         )
+    }
+
+    /// For `process.on('exit')` (also reached through `process.exit()`, which runs no event
+    /// loop and no environment cleanup hooks afterwards): closes the transport now,
+    /// synchronously, as `close({ force: true })` would. Idle pooled connections are sent
+    /// QUIT; the whole takes at most `EXIT_QUIT_BUDGET`, after which whatever is still open is
+    /// left to the process's end (the kernel closes the sockets).
+    #[napi]
+    pub fn close_at_exit(&self) {
+        let Some(transport) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        transport.begin_close();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            napi::bindgen_prelude::block_on(async {
+                let _ = tokio::time::timeout(EXIT_QUIT_BUDGET, transport.close(true)).await;
+            })
+        }));
     }
 
     /// Runs a send on napi's tokio runtime and reports its outcome through the completion
@@ -388,37 +445,66 @@ fn token_listener(
     }))
 }
 
-/// Pooled connections live in Rust tasks that Node does not wait for: a script that exits
-/// without `close()` would drop them without a word. At environment teardown this sends
-/// them QUIT, bounded to half a second. The hook holds the transport weakly, so it never
-/// keeps one alive; if the runtime is already gone, it does nothing.
-fn quit_pool_at_exit(env: &Env, transport: std::sync::Weak<Transport>) -> Result<()> {
-    env.add_env_cleanup_hook(transport, |transport| {
-        let Some(transport) = transport.upgrade() else {
-            return;
-        };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            napi::bindgen_prelude::block_on(async {
-                let _ = tokio::time::timeout(Duration::from_millis(500), transport.close(true)).await;
-            })
-        }));
-    })?;
-    Ok(())
+/// `oauth2.clientAssertion`, when the config gives a function: called on the JS thread for
+/// every token request. The threadsafe function is weak: an idle transport never keeps the
+/// process alive. `transport.js` wraps the user's function so that it always returns a
+/// Promise of a string (rejecting otherwise).
+fn client_assertion(config: Unknown) -> Result<Option<AssertionCallback>> {
+    let property = |value: Unknown, name: &str| -> Result<Option<Unknown>> {
+        if value.get_type()? != ValueType::Object {
+            return Ok(None);
+        }
+        let object = unsafe { value.cast::<Object>()? };
+        Ok(Some(object.get_named_property(name)?))
+    };
+    let Some(callback) = property(config, "oauth2")?
+        .map(|oauth2| property(oauth2, "clientAssertion"))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    if callback.get_type()? != ValueType::Function {
+        return Ok(None);
+    }
+    let callback: Function<(), Promise<String>> = unsafe { callback.cast()? };
+    let tsfn: Arc<ThreadsafeFunction<(), Promise<String>, (), Status, false, true>> = Arc::new(
+        callback
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?,
+    );
+    Ok(Some(AssertionCallback::new(move || {
+        let tsfn = Arc::clone(&tsfn);
+        Box::pin(async move {
+            let promise = tsfn
+                .call_async_catch(())
+                .await
+                .map_err(|err| err.reason.clone())?;
+            promise.await.map(Secret::new).map_err(|err| err.reason.clone())
+        })
+    })))
 }
 
-/// Forwards log lines to the JS callback (weak: never keeps the process alive).
+/// Log lines waiting for the JS thread; more are dropped and counted (see `dropping_when_full`).
+const LOG_QUEUE_LINES: usize = 1024;
+
+/// Forwards log lines to the JS callback (weak: never keeps the process alive) through a
+/// bounded queue: a logger that does not keep up loses lines, never blocks a send.
 fn log_sink(callback: Function<LogRecord, ()>) -> Result<LogSink> {
-    let tsfn: ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true> = callback
+    let tsfn: ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true, LOG_QUEUE_LINES> = callback
         .build_threadsafe_function()
         .callee_handled::<false>()
         .weak::<true>()
+        .max_queue_size::<LOG_QUEUE_LINES>()
         .build()?;
-    Ok(Arc::new(move |level: Level, message: &str| {
+    Ok(dropping_when_full(move |level: Level, message: String| {
         let record = LogRecord {
             level: level.as_str().to_string(),
-            message: message.to_string(),
+            message,
         };
-        tsfn.call(record, ThreadsafeFunctionCallMode::NonBlocking);
+        tsfn.call(record, ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok
     }))
 }
 
@@ -435,7 +521,7 @@ async fn guarded<T: Send + 'static>(
     match tokio::spawn(work).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Error::new(
-            ErrorKind::Protocol,
+            ErrorKind::Internal,
             "internal error: the operation panicked (please report this bug)",
         )),
     }

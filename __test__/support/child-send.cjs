@@ -7,6 +7,7 @@
 // Modes:
 //   cron      create a transport, send `count` messages (default 1) one after another, print
 //             SENT {"messageId":...} for each, never call close()
+//   cron-exit like cron, then process.exit(0) right after the last send (the pool idle)
 //   gc        send with a transport in a scope that ends, create a few more that are never
 //             used, drop everything, global.gc() a few times, print GC-DONE, exit naturally
 //   inflight  start a send, print STARTED, call process.exit(0) as soon as the parent
@@ -44,6 +45,15 @@ if (mode === 'cron') {
     })().catch(fail);
     // no close(): the process must still end once there is nothing left to do (with
     // `pool: true`, its connection left idle)
+} else if (mode === 'cron-exit') {
+    const transport = createTransport(config);
+    (async () => {
+        for (let n = 1; n <= count; n++) {
+            const info = await transport.sendMail(message(n));
+            say(`SENT ${JSON.stringify({ messageId: info.messageId })}`);
+        }
+        process.exit(0);
+    })().catch(fail);
 } else if (mode === 'gc') {
     (async () => {
         // The transport only lives inside this function.

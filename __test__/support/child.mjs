@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 export const CHILD_SCRIPT = fileURLToPath(new URL('./child-send.cjs', import.meta.url));
 
 /**
- * @param {string} mode          'cron' | 'gc' | 'inflight' (see child-send.cjs)
+ * @param {string} mode          'cron' | 'cron-exit' | 'gc' | 'inflight' (see child-send.cjs)
  * @param {object} config        config.mail.smtp for the child
  * @param {object} [opts]
  * @param {string[]} [opts.args]      after the mode, e.g. a message count for 'cron'

@@ -233,8 +233,12 @@ export async function startScriptedSmtp(opts = {}) {
                 return undefined;
             }
             case 'QUIT': {
-                reply(conn, step(conn, 'QUIT', line));
-                conn.socket.end();
+                const answer = step(conn, 'QUIT', line);
+                reply(conn, answer);
+                // SILENT: the script answers (and closes) later, if at all.
+                if (answer !== SILENT) {
+                    conn.socket.end();
+                }
                 return undefined;
             }
             default:

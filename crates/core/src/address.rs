@@ -2,6 +2,7 @@
 //! `{ name, address }`, arrays of those, and comma-separated lists.
 
 use lettre::message::Mailbox;
+use lettre::Address;
 
 use crate::error::Result;
 use crate::input::{Field, Value};
@@ -54,6 +55,22 @@ pub fn parse_single_mailbox(field: &Field) -> Result<Option<Mailbox>> {
         0 => Ok(None),
         1 => Ok(mailboxes.pop()),
         n => Err(field.error(format!("must be a single address, got {n}"))),
+    }
+}
+
+/// `mailbox` with an internationalised domain written as punycode (IDNA 2008), as
+/// nodemailer writes headers: they stay ASCII whether or not the server offers SMTPUTF8.
+/// A non-ASCII local part has no ASCII form and is kept.
+pub fn with_ascii_domain(mailbox: Mailbox) -> Mailbox {
+    if mailbox.email.domain().is_ascii() {
+        return mailbox;
+    }
+    let ascii = idna::domain_to_ascii(mailbox.email.domain())
+        .ok()
+        .and_then(|domain| Address::new(mailbox.email.user(), domain).ok());
+    match ascii {
+        Some(email) => Mailbox::new(mailbox.name, email),
+        None => mailbox,
     }
 }
 
@@ -161,6 +178,14 @@ mod tests {
         assert!(err.message().starts_with("message.to[1] must be an address"));
         let err = parse(Value::str("Evil\r\nBcc: x@y.z <a@b.c>")).unwrap_err();
         assert!(err.message().contains("line break"));
+    }
+
+    #[test]
+    fn header_domains_become_punycode() {
+        let mailbox: Mailbox = "Jürgen <jürgen@bücher.example>".parse().unwrap();
+        let ascii = with_ascii_domain(mailbox);
+        assert_eq!(ascii.email.to_string(), "jürgen@xn--bcher-kva.example");
+        assert_eq!(ascii.name.as_deref(), Some("Jürgen"));
     }
 
     #[test]

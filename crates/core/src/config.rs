@@ -6,11 +6,17 @@
 use std::time::Duration;
 
 use rustls::pki_types::{pem::PemObject, CertificateDer};
+use zeroize::Zeroizing;
 
+use crate::content_access::ContentAccess;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Field, Value};
-use crate::oauth::{CertificateCredential, ClientCredential};
+use crate::oauth::{
+    managed_identity_url, AssertionCallback, AssertionFile, CertificateCredential, ClientCredential,
+    Identity, ManagedIdentity,
+};
 use crate::secret::Secret;
+pub use crate::smtp::{Proxy, Resolver};
 
 /// The path every config error starts with, as the field is called in a TAS `local.js`.
 pub const CONFIG_ROOT: &str = "mail.smtp";
@@ -22,6 +28,20 @@ const DEFAULT_SOCKET_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// msal-node treats a token as expired this long before it does (clamped for short tokens).
 const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(300);
+/// How long a refused credential (a 4xx from the token endpoint) is reported without asking
+/// again: long enough that a queue of sends fails fast on one request, short enough that a
+/// fixed secret is picked up at once.
+const DEFAULT_FAILURE_CACHE: Duration = Duration::from_secs(5);
+/// How long an `oauth2.clientAssertion` callback may take.
+const DEFAULT_ASSERTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The credentials an `oauth2` object may name; exactly one is used.
+const CREDENTIAL_FIELDS: [&str; 5] = [
+    "clientSecret",
+    "privateKey",
+    "clientAssertionFile",
+    "clientAssertion",
+    "managedIdentity",
+];
 /// Longer timeouts are surely a unit mistake (seconds given as minutes...).
 const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -44,6 +64,26 @@ pub struct TransportConfig {
     pub pool: Option<PoolOptions>,
     /// Attempts after the first for transient failures (4xx, lost connections, timeouts).
     pub max_retries: u32,
+    pub network: NetworkOptions,
+    /// Whether attachments may name local files and URLs, and how large a file may be.
+    pub content_access: ContentAccess,
+    /// Recipients per SMTP transaction; a message to more is sent in several.
+    pub max_recipients_per_message: usize,
+    /// Send the content in BDAT chunks when the server offers CHUNKING (else after DATA).
+    pub chunking: bool,
+}
+
+/// How the SMTP server is reached: nodemailer's `proxy`, `localAddress`, `dnsTimeout`.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOptions {
+    /// `proxy`: an HTTP CONNECT or SOCKS5 proxy every connection goes through.
+    pub proxy: Option<Proxy>,
+    /// `localAddress`: the socket is bound to it; only server addresses of its family are tried.
+    pub local_address: Option<std::net::IpAddr>,
+    /// `dnsTimeout`, capped by the connection timeout.
+    pub dns_timeout: Option<Duration>,
+    /// Host names to addresses: the system resolver, or a fixed table in tests.
+    pub resolver: Resolver,
 }
 
 /// STARTTLS on a plain connection (nodemailer's `requireTLS` / `ignoreTLS`).
@@ -279,14 +319,45 @@ pub struct OAuth2Config {
     pub renew_before: Duration,
     /// The whole token request, connect to last byte.
     pub timeout: Duration,
+    /// Extra CA certificates (DER) the token client trusts besides Mozilla's roots: from
+    /// `oauth2.ca` and `NODE_EXTRA_CA_CERTS`. Never `tls.ca`, and the token client always
+    /// verifies (`tls.rejectUnauthorized` is an SMTP option).
+    pub extra_ca: Vec<CertificateDer<'static>>,
+    /// How long a credential refusal (4xx other than 429) is answered from memory;
+    /// zero asks the endpoint every time.
+    pub failure_cache: Duration,
+    /// `clientSecret` had leading or trailing whitespace, which was removed.
+    pub secret_trimmed: bool,
+    /// How long an `oauth2.clientAssertion` callback may take.
+    pub assertion_timeout: Duration,
+    /// The environment variables that chose or completed the credential (empty when the
+    /// config alone did).
+    pub credential_environment: Vec<&'static str>,
+}
+
+/// What the embedding environment gives the config parser besides the config object.
+pub struct ConfigInputs<'a> {
+    /// The content of the file named by `NODE_EXTRA_CA_CERTS`, if any (read by the caller,
+    /// as Node reads it at start-up).
+    pub extra_ca_file: Option<&'a [u8]>,
+    /// Environment variables: the process's ([`process_variable`]), or a test's table.
+    pub variable: &'a dyn Fn(&str) -> Option<String>,
+    /// The function given as `oauth2.clientAssertion`, made callable by the embedding layer.
+    pub client_assertion: Option<AssertionCallback>,
+}
+
+/// This process's environment variable `name`, if set and valid Unicode.
+pub fn process_variable(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 #[derive(Debug, Clone)]
 pub struct TlsOptions {
-    /// Extra trusted CA certificates (DER), from `tls.ca` and `NODE_EXTRA_CA_CERTS`,
-    /// trusted for both the SMTP server and the token endpoint.
+    /// Extra trusted CA certificates (DER) for the SMTP server, from `tls.ca` and
+    /// `NODE_EXTRA_CA_CERTS`. The token endpoint has its own (`OAuth2Config::extra_ca`).
     pub extra_ca: Vec<CertificateDer<'static>>,
-    /// `false` turns certificate verification off (`tls.rejectUnauthorized`).
+    /// `false` turns certificate verification off for SMTP (`tls.rejectUnauthorized`); the
+    /// token client verifies regardless.
     pub verify_certificates: bool,
     /// The name the SMTP server's certificate must match; defaults to `host`.
     pub servername: Option<String>,
@@ -327,6 +398,19 @@ impl TransportConfig {
     /// Validates a TAS `mail.smtp` object. `extra_ca_file` is the content of the file named
     /// by `NODE_EXTRA_CA_CERTS`, if any (read by the caller, as Node reads it at start-up).
     pub fn from_value(smtp: &Value, extra_ca_file: Option<&[u8]>) -> Result<Self> {
+        Self::from_inputs(
+            smtp,
+            &ConfigInputs {
+                extra_ca_file,
+                variable: &process_variable,
+                client_assertion: None,
+            },
+        )
+    }
+
+    /// Validates a TAS `mail.smtp` object with what the environment supplies.
+    pub fn from_inputs(smtp: &Value, inputs: &ConfigInputs) -> Result<Self> {
+        let extra_ca_file = inputs.extra_ca_file;
         let root = Field::root(CONFIG_ROOT, smtp, ErrorKind::Config);
         if !matches!(smtp, Value::Object(_)) {
             return Err(root.wrong_type("an object"));
@@ -361,7 +445,7 @@ impl TransportConfig {
             }
             None => None,
         };
-        let auth = parse_auth(&root)?;
+        let auth = parse_auth(&root, inputs)?;
         let starttls = parse_starttls(&root, &auth)?;
         check_auth_method(&root.child("authMethod"), &auth)?;
 
@@ -383,6 +467,14 @@ impl TransportConfig {
                 .child("maxRetries")
                 .optional_integer(0..=20)?
                 .unwrap_or(DEFAULT_MAX_RETRIES as u64) as u32,
+            network: parse_network(&root)?,
+            content_access: ContentAccess::from_config(&root)?,
+            max_recipients_per_message: root
+                .child("maxRecipientsPerMessage")
+                .optional_integer(1..=100_000)?
+                .unwrap_or(DEFAULT_MAX_RECIPIENTS_PER_MESSAGE)
+                as usize,
+            chunking: root.child("chunking").optional_bool()?.unwrap_or(false),
             auth,
         })
     }
@@ -400,6 +492,8 @@ const DEFAULT_MAX_MESSAGES: usize = 100;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RATE_DELTA: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Exchange Online's limit of recipients per message.
+const DEFAULT_MAX_RECIPIENTS_PER_MESSAGE: u64 = 500;
 
 fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     if !root.child("pool").optional_bool()?.unwrap_or(false) {
@@ -436,7 +530,7 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     }))
 }
 
-fn parse_auth(root: &Field) -> Result<Auth> {
+fn parse_auth(root: &Field, inputs: &ConfigInputs) -> Result<Auth> {
     let auth = root.child("auth");
     auth.optional_object()?;
     let nodemailer_oauth2 = auth
@@ -444,7 +538,7 @@ fn parse_auth(root: &Field) -> Result<Auth> {
         .optional_string()?
         .is_some_and(|kind| kind.eq_ignore_ascii_case("oauth2"));
     if nodemailer_oauth2 && !root.child("type").is_present() {
-        return parse_nodemailer_oauth2(&auth);
+        return parse_nodemailer_oauth2(&auth, inputs);
     }
     let is_oauth2 = match root.child("type").optional_string()? {
         Some(kind) if kind.eq_ignore_ascii_case("oauth2") => true,
@@ -453,7 +547,7 @@ fn parse_auth(root: &Field) -> Result<Auth> {
     };
     if is_oauth2 {
         let user = auth.child("user").string()?.trim().to_string();
-        let oauth2 = parse_oauth2(&root.child("oauth2"))?;
+        let oauth2 = parse_oauth2(&root.child("oauth2"), inputs)?;
         return Ok(Auth::OAuth2 {
             user,
             oauth2: Box::new(oauth2),
@@ -476,8 +570,9 @@ const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
 /// nodemailer's own OAuth2 shape, `auth: { type: 'OAuth2', user, clientId, clientSecret,
 /// accessUrl, refreshToken?, scope? }`: the refresh_token grant when `refreshToken` is given,
 /// else client_credentials (the scope defaults to Exchange Online's). A fixed access token
-/// and a Google service account are refused, naming the field.
-fn parse_nodemailer_oauth2(auth: &Field) -> Result<Auth> {
+/// and a Google service account are refused, naming the field. `clientSecret` is its one
+/// credential: the other kinds of `oauth2` have no place in this shape.
+fn parse_nodemailer_oauth2(auth: &Field, inputs: &ConfigInputs) -> Result<Auth> {
     for key in ["accessToken", "expires", "serviceClient", "privateKey"] {
         if auth.child(key).is_present() {
             return Err(auth.child(key).error(
@@ -490,6 +585,7 @@ fn parse_nodemailer_oauth2(auth: &Field) -> Result<Auth> {
         false => None,
     };
     let user = auth.child("user").string()?.trim().to_string();
+    auth.child("clientSecret").secret()?;
     let mut mapped = Vec::new();
     for (from, to) in [
         ("accessUrl", "host"),
@@ -505,13 +601,14 @@ fn parse_nodemailer_oauth2(auth: &Field) -> Result<Auth> {
         mapped.push(("scope".to_string(), Value::str(EXCHANGE_SCOPE)));
     }
     let mapped = Value::Object(mapped);
-    let oauth2 = parse_oauth2(&Field::root(auth.path(), &mapped, ErrorKind::Config)).map_err(|err| {
-        let host = format!("{}.host ", auth.path());
-        match err.message().strip_prefix(&host) {
-            Some(rest) => Error::config(format!("{}.accessUrl {rest}", auth.path())),
-            None => err,
-        }
-    })?;
+    let oauth2 =
+        parse_oauth2(&Field::root(auth.path(), &mapped, ErrorKind::Config), inputs).map_err(|err| {
+            let host = format!("{}.host ", auth.path());
+            match err.message().strip_prefix(&host) {
+                Some(rest) => Error::config(format!("{}.accessUrl {rest}", auth.path())),
+                None => err,
+            }
+        })?;
     let mut oauth2 = oauth2;
     if let Some(refresh_token) = refresh_token {
         oauth2.grant = Grant::RefreshToken(refresh_token);
@@ -550,7 +647,7 @@ const CLOUDS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
+fn parse_oauth2(field: &Field, inputs: &ConfigInputs) -> Result<OAuth2Config> {
     if field.optional_object()?.is_none() {
         return Err(field.missing());
     }
@@ -560,15 +657,53 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
             return Err(grant.wrong_type("'client_credentials' (the only grant a server can use)"));
         }
     }
-    let client_id = field.child("clientId").string()?.trim().to_string();
-    let tenant_id = field
-        .child("tenantId")
-        .optional_string()?
-        .map(|t| t.trim().to_string());
+    let chosen = choose_credential(field, inputs.variable)?;
+    let (client_id, tenant_id, mut credential_environment) = match &chosen {
+        Chosen::ManagedIdentity(_) => {
+            for unused in ["clientId", "host"] {
+                if field.child(unused).is_present() {
+                    return Err(field.child(unused).error(
+                        "is not used with managedIdentity (the token comes from the managed identity endpoint); for a user-assigned identity give managedIdentity: { clientId }",
+                    ));
+                }
+            }
+            (
+                String::new(),
+                optional_trimmed(&field.child("tenantId"))?,
+                Vec::new(),
+            )
+        }
+        Chosen::WorkloadIdentity(env) => {
+            // The config wins over the environment: an explicit clientId or tenant is kept.
+            let mut used = vec!["AZURE_FEDERATED_TOKEN_FILE"];
+            let client_id = match optional_trimmed(&field.child("clientId"))? {
+                Some(id) => id,
+                None => {
+                    used.push("AZURE_CLIENT_ID");
+                    env.client_id.clone()
+                }
+            };
+            let tenant_id = match optional_trimmed(&field.child("tenantId"))? {
+                Some(tenant) => Some(tenant),
+                None if field.child("host").is_present() => None,
+                None => {
+                    used.push("AZURE_TENANT_ID");
+                    Some(env.tenant_id.clone())
+                }
+            };
+            (client_id, tenant_id, used)
+        }
+        _ => (
+            field.child("clientId").string()?.trim().to_string(),
+            optional_trimmed(&field.child("tenantId"))?,
+            Vec::new(),
+        ),
+    };
     let url_field = field.child("host");
-    let (token_url, default_scope) = match (url_field.is_present(), &tenant_id) {
-        (true, _) => (parse_token_url(&url_field)?, None),
-        (false, Some(tenant)) => {
+    let (token_url, default_scope) = match (&chosen, url_field.is_present(), &tenant_id) {
+        (Chosen::ManagedIdentity(_), _, _) => (None, cloud_authority(&field.child("cloud"))?.1),
+        (_, true, _) => (Some(parse_token_url(&url_field)?), None),
+        (_, false, Some(tenant)) => {
             let (authority, scope) = cloud_authority(&field.child("cloud"))?;
             let url = format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/'));
             let url = reqwest::Url::parse(&url).map_err(|err| {
@@ -576,9 +711,9 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
                     .child("tenantId")
                     .error(format!("does not make a valid token URL ({err})"))
             })?;
-            (url, scope)
+            (Some(url), scope)
         }
-        (false, None) => return Err(url_field.missing()),
+        (_, false, None) => return Err(url_field.missing()),
     };
     let scope = match (field.child("scope").optional_string()?, default_scope) {
         (Some(scope), _) => scope.trim().to_string(),
@@ -589,8 +724,80 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
         Some(seconds) => Duration::from_secs(seconds),
         None => DEFAULT_RENEW_BEFORE,
     };
+    let failure_cache = match field.child("failureCacheSeconds").optional_integer(0..=3600)? {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => DEFAULT_FAILURE_CACHE,
+    };
+    let mut extra_ca = parse_ca(&field.child("ca"))?;
+    extra_ca.extend(node_extra_ca(inputs.extra_ca_file));
+    let endpoint_field = field.child("managedIdentityEndpoint");
+    if endpoint_field.is_present() && !matches!(chosen, Chosen::ManagedIdentity(_)) {
+        return Err(endpoint_field.error("is only used with managedIdentity"));
+    }
+    let mut secret_trimmed = false;
+    let credential = match chosen {
+        Chosen::Secret | Chosen::Certificate => {
+            let (credential, trimmed) = parse_credential(field)?;
+            secret_trimmed = trimmed;
+            credential
+        }
+        Chosen::File(path) => ClientCredential::AssertionFile(AssertionFile {
+            path: path.into(),
+            named_by: "mail.smtp.oauth2.clientAssertionFile",
+        }),
+        Chosen::WorkloadIdentity(env) => ClientCredential::AssertionFile(AssertionFile {
+            path: env.token_file.into(),
+            named_by: "AZURE_FEDERATED_TOKEN_FILE",
+        }),
+        Chosen::Callback => match (
+            field.child("clientAssertion").value(),
+            inputs.client_assertion.clone(),
+        ) {
+            (Some(Value::Other(kind)), Some(callback)) if kind == "function" => {
+                ClientCredential::AssertionCallback(callback)
+            }
+            (given, _) => {
+                // Never the value: a string here is most likely an assertion itself.
+                let got = given.map(Value::type_name).unwrap_or("nothing");
+                return Err(field.child("clientAssertion").error(format!(
+                    "must be a function returning the client assertion (a string, or a Promise of one), got {got}"
+                )));
+            }
+        },
+        Chosen::ManagedIdentity(identity) => {
+            let endpoint = match endpoint_field.optional_string()? {
+                Some(text) => {
+                    Some(managed_identity_url(text.trim()).map_err(|problem| endpoint_field.error(problem))?)
+                }
+                None => None,
+            };
+            let selected =
+                ManagedIdentity::select(identity, endpoint, inputs.variable).map_err(|(name, problem)| {
+                    if name == "managedIdentity" {
+                        field.child(name).error(problem)
+                    } else {
+                        Error::config(format!(
+                        "the environment variable {name} {problem} (mail.smtp.oauth2.managedIdentity uses it)"
+                    ))
+                    }
+                })?;
+            credential_environment = selected.environment();
+            ClientCredential::ManagedIdentity(std::sync::Arc::new(selected))
+        }
+    };
+    let token_url = match (&credential, token_url) {
+        (ClientCredential::ManagedIdentity(identity), _) => identity.endpoint.clone(),
+        (_, Some(url)) => url,
+        (_, None) => return Err(url_field.missing()),
+    };
     let proxy_field = field.child("proxy");
     let proxy = match proxy_field.optional_string()? {
+        // A proxy would receive a plain-http request, secret included, over the network.
+        Some(_) if token_url.scheme() != "https" => {
+            return Err(proxy_field.error(
+                "cannot be used with an http:// token URL: the client secret would reach the proxy unencrypted (loopback token endpoints are always reached directly)",
+            ))
+        }
         Some(text) => {
             // The parser's message never repeats the URL (which may hold a password).
             reqwest::Url::parse(text.trim()).map_err(|err| {
@@ -600,17 +807,149 @@ fn parse_oauth2(field: &Field) -> Result<OAuth2Config> {
         }
         None => None,
     };
+    let client_id = match &credential {
+        ClientCredential::ManagedIdentity(identity) => match &identity.identity {
+            Identity::ClientId(id) => id.clone(),
+            _ => client_id,
+        },
+        _ => client_id,
+    };
     Ok(OAuth2Config {
         tenant_id: tenant_id.or_else(|| tenant_in_url(&token_url)),
         token_url,
         client_id,
-        credential: parse_credential(field)?,
+        credential,
         grant: Grant::ClientCredentials,
         scope,
         proxy,
         renew_before,
         timeout: timeout(&field.child("timeout"), DEFAULT_TOKEN_TIMEOUT)?,
+        extra_ca,
+        failure_cache,
+        secret_trimmed,
+        assertion_timeout: timeout(&field.child("clientAssertionTimeout"), DEFAULT_ASSERTION_TIMEOUT)?,
+        credential_environment,
     })
+}
+
+fn optional_trimmed(field: &Field) -> Result<Option<String>> {
+    Ok(field.optional_string()?.map(|text| text.trim().to_string()))
+}
+
+/// Which credential an `oauth2` object names.
+enum Chosen<'a> {
+    Secret,
+    Certificate,
+    File(&'a str),
+    Callback,
+    ManagedIdentity(Identity),
+    /// None named, and Azure Workload Identity's variables are set.
+    WorkloadIdentity(WorkloadIdentityEnv),
+}
+
+/// The variables the Azure Workload Identity webhook injects into a pod.
+struct WorkloadIdentityEnv {
+    token_file: String,
+    client_id: String,
+    tenant_id: String,
+}
+
+impl WorkloadIdentityEnv {
+    fn from(variable: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
+        let get = |name: &str| {
+            variable(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Some(WorkloadIdentityEnv {
+            token_file: get("AZURE_FEDERATED_TOKEN_FILE")?,
+            client_id: get("AZURE_CLIENT_ID")?,
+            tenant_id: get("AZURE_TENANT_ID")?,
+        })
+    }
+}
+
+/// Exactly one credential: more is a conflict (`ECONFIG` naming them), none falls back to
+/// Azure Workload Identity's environment variables, else lists the choices.
+fn choose_credential<'a>(field: &Field<'a>, variable: &dyn Fn(&str) -> Option<String>) -> Result<Chosen<'a>> {
+    // `managedIdentity: false` names no credential.
+    let named: Vec<&str> = CREDENTIAL_FIELDS
+        .into_iter()
+        .filter(|name| {
+            let child = field.child(name);
+            child.is_present() && !matches!(child.value(), Some(Value::Bool(false)))
+        })
+        .collect();
+    match named.as_slice() {
+        [] => match WorkloadIdentityEnv::from(variable) {
+            Some(env) => Ok(Chosen::WorkloadIdentity(env)),
+            None => Err(no_credential(field)),
+        },
+        ["clientSecret"] => Ok(Chosen::Secret),
+        ["privateKey"] => Ok(Chosen::Certificate),
+        ["clientAssertionFile"] => {
+            let file = field.child("clientAssertionFile");
+            let path = file.string()?.trim();
+            // The assertion itself given by mistake would be echoed as "the file <path>".
+            if path.starts_with("eyJ") && path.matches('.').count() >= 2 && !path.contains('/') {
+                return Err(file.error(
+                    "looks like an assertion (a JWT), not a file path: give the path of the file the platform writes, or the assertion through clientAssertion",
+                ));
+            }
+            Ok(Chosen::File(path))
+        }
+        ["clientAssertion"] => Ok(Chosen::Callback),
+        ["managedIdentity"] => {
+            parse_managed_identity(&field.child("managedIdentity")).map(Chosen::ManagedIdentity)
+        }
+        several => Err(field.error(format!(
+            "names more than one credential ({}): keep exactly one",
+            several.join(", ")
+        ))),
+    }
+}
+
+/// No credential at all: `clientSecret` is missing (with the note on `undefined`, which is
+/// usually an unset environment variable), and the alternatives are listed.
+fn no_credential(field: &Field) -> Error {
+    let missing = field.child("clientSecret").missing();
+    Error::config(format!(
+        "{}; give exactly one credential: clientSecret, privateKey (with certificate or thumbprint), clientAssertionFile, clientAssertion or managedIdentity (or set AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID)",
+        missing.message()
+    ))
+}
+
+/// `managedIdentity: true` (system-assigned) or `{ clientId }`, `{ objectId }`,
+/// `{ resourceId }` (user-assigned).
+fn parse_managed_identity(field: &Field) -> Result<Identity> {
+    let expected = "true or an object with one of clientId, objectId or resourceId";
+    match field.value() {
+        Some(Value::Bool(true)) => Ok(Identity::SystemAssigned),
+        Some(Value::Object(pairs)) => {
+            let given: Vec<&str> = ["clientId", "objectId", "resourceId"]
+                .into_iter()
+                .filter(|name| field.child(name).is_present())
+                .collect();
+            if let Some((unknown, _)) = pairs
+                .iter()
+                .find(|(key, _)| !["clientId", "objectId", "resourceId"].contains(&key.as_str()))
+            {
+                return Err(field.child(unknown).error(
+                    "is not an option of managedIdentity (it takes one of clientId, objectId or resourceId)",
+                ));
+            }
+            let [name] = given.as_slice() else {
+                return Err(field.wrong_type(expected));
+            };
+            let id = field.child(name).string()?.trim().to_string();
+            Ok(match *name {
+                "clientId" => Identity::ClientId(id),
+                "objectId" => Identity::ObjectId(id),
+                _ => Identity::ResourceId(id),
+            })
+        }
+        _ => Err(field.wrong_type(expected)),
+    }
 }
 
 /// `oauth2.cloud`: a known cloud's login host and Exchange scope, or an authority URL
@@ -637,18 +976,27 @@ fn tenant_in_url(url: &reqwest::Url) -> Option<String> {
     (segments.next() == Some("oauth2") && !tenant.is_empty()).then(|| tenant.to_string())
 }
 
-/// A client secret, or a private key with its certificate (or thumbprint).
-fn parse_credential(field: &Field) -> Result<ClientCredential> {
+/// A client secret, or a private key with its certificate (or thumbprint); and whether
+/// the secret had surrounding whitespace (a secret read from a file keeps its newline),
+/// which is removed as from every other field.
+fn parse_credential(field: &Field) -> Result<(ClientCredential, bool)> {
     let secret = field.child("clientSecret");
     let key = field.child("privateKey");
     if secret.is_present() || !key.is_present() {
-        return Ok(ClientCredential::Secret(Secret::new(secret.secret()?)));
+        let given = secret.secret()?;
+        let trimmed = given.trim();
+        if trimmed.is_empty() {
+            return Err(secret.error("is only whitespace"));
+        }
+        let credential = ClientCredential::Secret(Secret::new(trimmed));
+        return Ok((credential, trimmed.len() != given.len()));
     }
-    let pem = |child: &Field| -> Result<Option<Vec<u8>>> {
+    // The copies of the key made here are zeroed once the key is parsed.
+    let pem = |child: &Field| -> Result<Option<Zeroizing<Vec<u8>>>> {
         match child.value() {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.as_bytes().to_vec())),
-            Some(Value::Bytes(bytes)) => Ok(Some(bytes.to_vec())),
+            Some(Value::String(text)) => Ok(Some(Zeroizing::new(text.as_bytes().to_vec()))),
+            Some(Value::Bytes(bytes)) => Ok(Some(Zeroizing::new(bytes.to_vec()))),
             Some(other) => {
                 Err(child.error(format!("must be PEM text or a Buffer, got {}", other.type_name())))
             }
@@ -658,9 +1006,17 @@ fn parse_credential(field: &Field) -> Result<ClientCredential> {
     let certificate = pem(&field.child("certificate"))?;
     let sha256 = field.child("thumbprintSha256").optional_string()?;
     let sha1 = field.child("thumbprint").optional_string()?;
-    let credential = CertificateCredential::new(&key_pem, certificate.as_deref(), sha256, sha1)
-        .map_err(|(name, problem)| field.child(name).error(problem))?;
-    Ok(ClientCredential::Certificate(std::sync::Arc::new(credential)))
+    let credential = CertificateCredential::new(
+        &key_pem,
+        certificate.as_deref().map(|c| c.as_slice()),
+        sha256,
+        sha1,
+    )
+    .map_err(|(name, problem)| field.child(name).error(problem))?;
+    Ok((
+        ClientCredential::Certificate(std::sync::Arc::new(credential)),
+        false,
+    ))
 }
 
 /// The token URL must be `https://`, except on loopback hosts where tests and local
@@ -687,10 +1043,11 @@ fn is_loopback(url: &reqwest::Url) -> bool {
     }
 }
 
-fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> {
-    field.optional_object()?;
+/// `tls.ca` or `oauth2.ca`: PEM text or a Buffer, or an array of them, each holding at
+/// least one certificate.
+fn parse_ca(field: &Field) -> Result<Vec<CertificateDer<'static>>> {
     let mut extra_ca = Vec::new();
-    for item in field.child("ca").items() {
+    for item in field.items() {
         let pem = match item.value() {
             Some(Value::String(text)) => text.as_bytes(),
             Some(Value::Bytes(bytes)) => bytes,
@@ -702,10 +1059,20 @@ fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> 
             return Err(item.error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
         }
     }
-    // Node skips a NODE_EXTRA_CA_CERTS file it cannot use; so do we, keeping what parsed.
-    if let Some(pem) = extra_ca_file {
-        extra_ca.extend(parse_pem_certificates(pem).unwrap_or_default());
-    }
+    Ok(extra_ca)
+}
+
+/// Node skips a NODE_EXTRA_CA_CERTS file it cannot use; so do we, keeping what parsed.
+fn node_extra_ca(extra_ca_file: Option<&[u8]>) -> Vec<CertificateDer<'static>> {
+    extra_ca_file
+        .map(|pem| parse_pem_certificates(pem).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn parse_tls(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<TlsOptions> {
+    field.optional_object()?;
+    let mut extra_ca = parse_ca(&field.child("ca"))?;
+    extra_ca.extend(node_extra_ca(extra_ca_file));
     Ok(TlsOptions {
         extra_ca,
         client_identity: parse_client_identity(field)?,
@@ -774,6 +1141,30 @@ fn parse_pem_certificates(pem: &[u8]) -> std::result::Result<Vec<CertificateDer<
     CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|err| format!("is not a valid PEM certificate ({err})"))
+}
+
+fn parse_network(root: &Field) -> Result<NetworkOptions> {
+    let proxy_field = root.child("proxy");
+    let proxy = match proxy_field.optional_string()? {
+        Some(text) => Some(Proxy::parse(text.trim()).map_err(|problem| proxy_field.error(problem))?),
+        None => None,
+    };
+    let local_field = root.child("localAddress");
+    let local_address = match local_field.optional_string()? {
+        Some(text) => Some(text.trim().parse().map_err(|_| {
+            local_field.wrong_type("an IP address of this machine, such as 192.0.2.10 or 2001:db8::10")
+        })?),
+        None => None,
+    };
+    Ok(NetworkOptions {
+        proxy,
+        local_address,
+        dns_timeout: root
+            .child("dnsTimeout")
+            .optional_integer(1..=MAX_TIMEOUT_MS)?
+            .map(Duration::from_millis),
+        resolver: Resolver::default(),
+    })
 }
 
 fn timeout(field: &Field, default: Duration) -> Result<Duration> {
@@ -876,7 +1267,16 @@ mod tests {
             &["oauth2"],
         ] {
             let message = error_of(&without(&tas_config(), path));
-            assert_eq!(message, format!("mail.smtp.{} is missing", path.join(".")));
+            let expected = format!("mail.smtp.{} is missing", path.join("."));
+            if path == ["oauth2", "clientSecret"] {
+                // Followed by the other credentials one could give instead.
+                assert!(
+                    message.starts_with(&format!("{expected}; give exactly one credential")),
+                    "{message}"
+                );
+            } else {
+                assert_eq!(message, expected);
+            }
         }
     }
 
@@ -959,6 +1359,33 @@ mod tests {
     }
 
     #[test]
+    fn recipients_per_message_and_chunking() {
+        let parsed = TransportConfig::from_value(&tas_config(), None).unwrap();
+        assert_eq!(parsed.max_recipients_per_message, 500);
+        assert!(!parsed.chunking);
+        let config = set(&tas_config(), &["maxRecipientsPerMessage"], Value::Number(2000.0));
+        let config = set(&config, &["chunking"], Value::Bool(true));
+        let parsed = TransportConfig::from_value(&config, None).unwrap();
+        assert_eq!(parsed.max_recipients_per_message, 2000);
+        assert!(parsed.chunking);
+        for bad in [0.0, 1.5, 200_000.0] {
+            let config = set(&tas_config(), &["maxRecipientsPerMessage"], Value::Number(bad));
+            assert!(
+                error_of(&config)
+                    .starts_with("mail.smtp.maxRecipientsPerMessage must be a number between 1 and 100000"),
+                "{bad}: {}",
+                error_of(&config)
+            );
+        }
+        let config = set(&tas_config(), &["chunking"], Value::str("yes"));
+        assert!(
+            error_of(&config).starts_with("mail.smtp.chunking must be"),
+            "{}",
+            error_of(&config)
+        );
+    }
+
+    #[test]
     fn secure_defaults_follow_the_port() {
         let config = set(&tas_config(), &["port"], Value::Number(465.0));
         assert!(TransportConfig::from_value(&config, None).unwrap().implicit_tls);
@@ -1004,6 +1431,104 @@ mod tests {
         let literal = set(&tas_config(), &["name"], Value::str("[IPv6:2001:db8::1]"));
         assert!(TransportConfig::from_value(&literal, None).is_ok());
     }
+
+    fn oauth2_of(value: &Value) -> OAuth2Config {
+        match TransportConfig::from_value(value, None).unwrap().auth {
+            Auth::OAuth2 { oauth2, .. } => *oauth2,
+            _ => panic!("not oauth2"),
+        }
+    }
+
+    #[test]
+    fn a_client_secret_with_surrounding_whitespace_is_trimmed_and_noted() {
+        let config = set(
+            &tas_config(),
+            &["oauth2", "clientSecret"],
+            Value::str("  canary-secret\r\n"),
+        );
+        let oauth2 = oauth2_of(&config);
+        let ClientCredential::Secret(secret) = &oauth2.credential else {
+            panic!("not a secret")
+        };
+        assert_eq!((secret.expose(), oauth2.secret_trimmed), ("canary-secret", true));
+        assert!(!oauth2_of(&tas_config()).secret_trimmed);
+        let blank = set(&tas_config(), &["oauth2", "clientSecret"], Value::str(" \n"));
+        assert_eq!(
+            error_of(&blank),
+            "mail.smtp.oauth2.clientSecret is only whitespace"
+        );
+    }
+
+    #[test]
+    fn the_failure_cache_defaults_to_a_few_seconds_and_zero_disables_it() {
+        assert_eq!(oauth2_of(&tas_config()).failure_cache, DEFAULT_FAILURE_CACHE);
+        let off = set(
+            &tas_config(),
+            &["oauth2", "failureCacheSeconds"],
+            Value::Number(0.0),
+        );
+        assert!(oauth2_of(&off).failure_cache.is_zero());
+        let bad = set(
+            &tas_config(),
+            &["oauth2", "failureCacheSeconds"],
+            Value::Number(-1.0),
+        );
+        assert!(error_of(&bad)
+            .starts_with("mail.smtp.oauth2.failureCacheSeconds must be a number between 0 and 3600"));
+    }
+
+    #[test]
+    fn oauth2_ca_is_the_token_clients_own_and_tls_ca_is_not_in_it() {
+        let pem = Value::str(TEST_CA_PEM);
+        let config = set(&tas_config(), &["tls"], Value::object([("ca", pem.clone())]));
+        assert!(oauth2_of(&config).extra_ca.is_empty(), "tls.ca is for SMTP only");
+        let config = set(&config, &["oauth2", "ca"], Value::Array(vec![pem]));
+        assert_eq!(oauth2_of(&config).extra_ca.len(), 1);
+        let parsed = TransportConfig::from_value(&config, Some(TEST_CA_PEM.as_bytes())).unwrap();
+        let Auth::OAuth2 { oauth2, .. } = &parsed.auth else {
+            panic!("not oauth2")
+        };
+        assert_eq!(
+            (oauth2.extra_ca.len(), parsed.tls.extra_ca.len()),
+            (2, 2),
+            "NODE_EXTRA_CA_CERTS is for both"
+        );
+        let bad = set(
+            &tas_config(),
+            &["oauth2", "ca"],
+            Value::Array(vec![Value::str("not a pem")]),
+        );
+        assert_eq!(
+            error_of(&bad),
+            "mail.smtp.oauth2.ca[0] holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        );
+    }
+
+    #[test]
+    fn a_proxy_never_carries_an_http_token_request() {
+        let local = set(
+            &tas_config(),
+            &["oauth2", "host"],
+            Value::str("http://127.0.0.1:8080/t/oauth2/v2.0/token"),
+        );
+        let proxied = set(
+            &local,
+            &["oauth2", "proxy"],
+            Value::str("http://proxy.example:3128"),
+        );
+        assert!(
+            error_of(&proxied).starts_with("mail.smtp.oauth2.proxy cannot be used with an http:// token URL")
+        );
+        let https = set(
+            &tas_config(),
+            &["oauth2", "proxy"],
+            Value::str("http://proxy.example:3128"),
+        );
+        assert!(oauth2_of(&https).proxy.is_some());
+    }
+
+    /// A PEM block (its DER is only checked when a TLS client is built, not here).
+    const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
 
     #[test]
     fn tls_ca_must_hold_certificates() {
@@ -1141,5 +1666,297 @@ mod tests {
         auth.retain(|(key, _)| key != "accessToken");
         let err = TransportConfig::from_value(&Value::Object(pairs), None).unwrap_err();
         assert_eq!(err.message(), "mail.smtp.auth.accessUrl is missing");
+    }
+
+    #[test]
+    fn network_options_are_checked_and_the_proxy_password_never_shown() {
+        let config = set(
+            &tas_config(),
+            &["proxy"],
+            Value::str("socks5h://user:canary-proxy@proxy.corp:1080"),
+        );
+        let config = set(&config, &["localAddress"], Value::str("192.0.2.10"));
+        let config = set(&config, &["dnsTimeout"], Value::Number(1500.0));
+        let parsed = TransportConfig::from_value(&config, None).unwrap();
+        let network = &parsed.network;
+        assert_eq!(
+            network.proxy.as_ref().map(|p| p.name()),
+            Some("proxy.corp:1080".to_string())
+        );
+        assert_eq!(network.local_address, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(network.dns_timeout, Some(Duration::from_millis(1500)));
+        assert!(!format!("{parsed:?}").contains("canary-proxy"));
+
+        let message = error_of(&set(
+            &tas_config(),
+            &["proxy"],
+            Value::str("ftp://user:canary-proxy@proxy:21"),
+        ));
+        assert!(
+            message.starts_with("mail.smtp.proxy uses the unsupported scheme \"ftp\""),
+            "{message}"
+        );
+        assert!(!message.contains("canary-proxy"), "{message}");
+        let message = error_of(&set(
+            &tas_config(),
+            &["proxy"],
+            Value::str("user:canary-proxy@proxy"),
+        ));
+        assert!(
+            message.starts_with("mail.smtp.proxy must be a proxy URL"),
+            "{message}"
+        );
+        assert!(!message.contains("canary-proxy"), "{message}");
+        let message = error_of(&set(&tas_config(), &["localAddress"], Value::str("eth0")));
+        assert!(
+            message.starts_with("mail.smtp.localAddress must be an IP address"),
+            "{message}"
+        );
+        let message = error_of(&set(&tas_config(), &["dnsTimeout"], Value::Number(0.0)));
+        assert!(message.starts_with("mail.smtp.dnsTimeout must be"), "{message}");
+    }
+
+    fn parse_with(value: &Value, variables: &[(&str, &str)]) -> Result<TransportConfig> {
+        let variables: Vec<(String, String)> = variables
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| variables.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        TransportConfig::from_inputs(
+            value,
+            &ConfigInputs {
+                extra_ca_file: None,
+                variable: &lookup,
+                client_assertion: None,
+            },
+        )
+    }
+
+    fn oauth2_with(value: &Value, variables: &[(&str, &str)]) -> OAuth2Config {
+        match parse_with(value, variables).unwrap().auth {
+            Auth::OAuth2 { oauth2, .. } => *oauth2,
+            _ => panic!("not oauth2"),
+        }
+    }
+
+    const WORKLOAD_IDENTITY: [(&str, &str); 3] = [
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "/var/run/secrets/azure/tokens/azure-identity-token",
+        ),
+        ("AZURE_CLIENT_ID", "env-client"),
+        ("AZURE_TENANT_ID", "env-tenant"),
+    ];
+
+    #[test]
+    fn more_than_one_credential_is_a_conflict_naming_them() {
+        let both = set(&tas_config(), &["oauth2", "managedIdentity"], Value::Bool(true));
+        let both = set(&both, &["oauth2", "clientAssertionFile"], Value::str("/t"));
+        assert_eq!(
+            error_of(&both),
+            "mail.smtp.oauth2 names more than one credential (clientSecret, clientAssertionFile, managedIdentity): keep exactly one"
+        );
+        // `managedIdentity: false` names none.
+        let off = set(&tas_config(), &["oauth2", "managedIdentity"], Value::Bool(false));
+        assert!(parse_with(&off, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_token_file_is_a_credential_read_later() {
+        let config = without(&tas_config(), &["oauth2", "clientSecret"]);
+        let config = set(
+            &config,
+            &["oauth2", "clientAssertionFile"],
+            Value::str(" /run/token \n"),
+        );
+        let oauth2 = oauth2_with(&config, &WORKLOAD_IDENTITY);
+        let ClientCredential::AssertionFile(file) = &oauth2.credential else {
+            panic!("not a file: {:?}", oauth2.credential)
+        };
+        assert_eq!(file.path, std::path::PathBuf::from("/run/token"));
+        assert!(
+            oauth2.credential_environment.is_empty(),
+            "the config named the credential"
+        );
+        assert_eq!(oauth2.assertion_timeout, DEFAULT_ASSERTION_TIMEOUT);
+    }
+
+    #[test]
+    fn workload_identity_variables_apply_only_when_no_credential_is_named() {
+        let bare = without(
+            &without(
+                &without(&tas_config(), &["oauth2", "clientSecret"]),
+                &["oauth2", "clientId"],
+            ),
+            &["oauth2", "host"],
+        );
+        let oauth2 = oauth2_with(&bare, &WORKLOAD_IDENTITY);
+        assert_eq!(oauth2.credential.kind(), "clientAssertionFile");
+        assert_eq!(
+            (oauth2.client_id.as_str(), oauth2.tenant_id.as_deref()),
+            ("env-client", Some("env-tenant"))
+        );
+        assert_eq!(
+            oauth2.token_url.as_str(),
+            "https://login.microsoftonline.com/env-tenant/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            oauth2.credential_environment,
+            ["AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID"]
+        );
+        // The config's own client id and token URL win over the environment's.
+        let explicit = without(&tas_config(), &["oauth2", "clientSecret"]);
+        let oauth2 = oauth2_with(&explicit, &WORKLOAD_IDENTITY);
+        assert_eq!(oauth2.client_id, "00000000-0000-0000-0000-000000000001");
+        assert_eq!(oauth2.tenant_id.as_deref(), Some("t"));
+        assert_eq!(oauth2.credential_environment, ["AZURE_FEDERATED_TOKEN_FILE"]);
+        // A named credential wins; one missing variable means no fallback.
+        assert_eq!(
+            oauth2_with(&tas_config(), &WORKLOAD_IDENTITY).credential.kind(),
+            "clientSecret"
+        );
+        let err = parse_with(&explicit, &WORKLOAD_IDENTITY[..2]).unwrap_err();
+        assert!(
+            err.message()
+                .contains("clientAssertionFile, clientAssertion or managedIdentity"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn a_callback_needs_a_function_the_environment_can_call() {
+        let config = without(&tas_config(), &["oauth2", "clientSecret"]);
+        let text = set(&config, &["oauth2", "clientAssertion"], Value::str("eyJ.x.y"));
+        assert!(error_of(&text).starts_with(
+            "mail.smtp.oauth2.clientAssertion must be a function returning the client assertion"
+        ));
+        let function = set(
+            &config,
+            &["oauth2", "clientAssertion"],
+            Value::Other("function".into()),
+        );
+        let with_callback = |value: &Value| {
+            let callback = AssertionCallback::new(|| Box::pin(async { Ok(Secret::new("a.b.c")) }));
+            let inputs = ConfigInputs {
+                extra_ca_file: None,
+                variable: &|_| None,
+                client_assertion: Some(callback),
+            };
+            TransportConfig::from_inputs(value, &inputs).map(|parsed| match parsed.auth {
+                Auth::OAuth2 { oauth2, .. } => oauth2,
+                _ => panic!("not oauth2"),
+            })
+        };
+        assert_eq!(
+            with_callback(&function).unwrap().credential.kind(),
+            "clientAssertion"
+        );
+        let quick = set(
+            &function,
+            &["oauth2", "clientAssertionTimeout"],
+            Value::Number(250.0),
+        );
+        assert_eq!(
+            with_callback(&quick).unwrap().assertion_timeout,
+            Duration::from_millis(250)
+        );
+        let never = set(
+            &function,
+            &["oauth2", "clientAssertionTimeout"],
+            Value::Number(0.0),
+        );
+        assert!(with_callback(&never)
+            .unwrap_err()
+            .message()
+            .starts_with("mail.smtp.oauth2.clientAssertionTimeout must be a number"));
+    }
+
+    #[test]
+    fn managed_identity_needs_no_client_id_or_token_url() {
+        let bare = without(
+            &without(
+                &without(&tas_config(), &["oauth2", "clientSecret"]),
+                &["oauth2", "clientId"],
+            ),
+            &["oauth2", "host"],
+        );
+        let bare = without(&bare, &["oauth2", "scope"]);
+        let system = set(&bare, &["oauth2", "managedIdentity"], Value::Bool(true));
+        let oauth2 = oauth2_with(&system, &[]);
+        assert_eq!(
+            oauth2.token_url.as_str(),
+            "http://169.254.169.254/metadata/identity/oauth2/token"
+        );
+        assert_eq!(
+            (oauth2.scope.as_str(), oauth2.client_id.as_str()),
+            ("https://outlook.office365.com/.default", "")
+        );
+        let user = set(
+            &bare,
+            &["oauth2", "managedIdentity"],
+            Value::object([("clientId", Value::str("mi-client"))]),
+        );
+        let local = set(
+            &user,
+            &["oauth2", "managedIdentityEndpoint"],
+            Value::str("http://127.0.0.1:9/token"),
+        );
+        let oauth2 = oauth2_with(
+            &local,
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:8/"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+        );
+        assert_eq!(
+            (oauth2.token_url.as_str(), oauth2.client_id.as_str()),
+            ("http://127.0.0.1:9/token", "mi-client")
+        );
+        let app_service = oauth2_with(
+            &user,
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:8/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+        );
+        assert_eq!(
+            app_service.credential_environment,
+            ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"]
+        );
+        for (value, message) in [
+            (Value::str("yes"), "mail.smtp.oauth2.managedIdentity must be true or an object with one of clientId, objectId or resourceId"),
+            (Value::object([("clientId", Value::str("a")), ("objectId", Value::str("b"))]), "mail.smtp.oauth2.managedIdentity must be true or an object"),
+            (Value::object([("client_id", Value::str("a"))]), "mail.smtp.oauth2.managedIdentity.client_id is not an option of managedIdentity"),
+        ] {
+            let config = set(&bare, &["oauth2", "managedIdentity"], value);
+            assert!(error_of(&config).starts_with(message), "{}", error_of(&config));
+        }
+        let remote = set(
+            &system,
+            &["oauth2", "managedIdentityEndpoint"],
+            Value::str("http://10.1.2.3/token"),
+        );
+        assert!(error_of(&remote).starts_with("mail.smtp.oauth2.managedIdentityEndpoint must be an https:// URL, or http:// on a loopback or link-local address"));
+        let with_client = set(&system, &["oauth2", "clientId"], Value::str("c"));
+        assert!(
+            error_of(&with_client).starts_with("mail.smtp.oauth2.clientId is not used with managedIdentity")
+        );
+        let misplaced = set(
+            &tas_config(),
+            &["oauth2", "managedIdentityEndpoint"],
+            Value::str("http://127.0.0.1:9/"),
+        );
+        assert_eq!(
+            error_of(&misplaced),
+            "mail.smtp.oauth2.managedIdentityEndpoint is only used with managedIdentity"
+        );
+        let err = parse_with(&system, &[("IDENTITY_ENDPOINT", "http://10.0.0.1/")]).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("the environment variable IDENTITY_ENDPOINT must be an https:// URL"),
+            "{}",
+            err.message()
+        );
     }
 }

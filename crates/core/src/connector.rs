@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::log::Logger;
 use crate::message::OutgoingMessage;
 use crate::oauth::{AccessToken, TokenProvider, TokenReport};
+use crate::panic::{contained, panic_error, Panicked};
 use crate::smtp::{Delivery, Login, SmtpConnection};
 
 pub struct Connector {
@@ -44,11 +45,16 @@ impl Connector {
         let mut attempt = 1;
         loop {
             let outcome = match self.open_connection().await {
-                Ok(mut connection) => {
-                    let outcome = connection.send(message).await;
-                    connection.quit().await;
-                    outcome
-                }
+                Ok(mut connection) => match contained(connection.send(message)).await {
+                    Ok(outcome) => {
+                        // The send is settled by the reply to the message: QUIT need not
+                        // be waited for.
+                        tokio::spawn(connection.quit());
+                        outcome
+                    }
+                    // A bug: the connection's state is unknown, so it is dropped, not reused.
+                    Err(Panicked) => Err(panic_error(connection.message_may_have_left())),
+                },
                 Err(err) => Err(err),
             };
             match outcome {
@@ -104,6 +110,8 @@ impl Connector {
         user: &str,
         tokens: &Arc<TokenProvider>,
     ) -> std::result::Result<SmtpConnection, (Error, Option<Arc<AccessToken>>)> {
+        // No connection that could not authenticate: the endpoint just refused or throttled.
+        tokens.fail_fast().map_err(|err| (err, None))?;
         let mut connection = SmtpConnection::connect(&self.config, &self.tls, &self.logger)
             .await
             .map_err(|err| (err, None))?;

@@ -31,6 +31,9 @@ pub enum ErrorKind {
     /// The message was sent but the connection failed before the server confirmed it: it
     /// may or may not have been delivered, and it is not resent (`EUNKNOWN_DELIVERY`).
     UnknownDelivery,
+    /// A bug in this package (a panic) stopped the operation; nothing is retried
+    /// (`EINTERNAL`).
+    Internal,
 }
 
 impl ErrorKind {
@@ -47,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Message => "EMESSAGE",
             ErrorKind::Protocol => "EPROTOCOL",
             ErrorKind::UnknownDelivery => "EUNKNOWN_DELIVERY",
+            ErrorKind::Internal => "EINTERNAL",
         }
     }
 }

@@ -12,6 +12,10 @@ New-ServicePrincipal -AppId <client id> -ServiceId <object id of the Enterprise 
 app registration>, (3) the service principal may use the mailbox: Add-MailboxPermission -Identity <mailbox> \
 -User <object id> -AccessRights FullAccess, and (4) auth.user is that mailbox";
 
+/// The AADSTS codes that are about a client assertion (its issuer, subject, audience or
+/// time window): the hint then shows the assertion's decoded claims.
+pub const ASSERTION_CODES: [u64; 5] = [70021, 700211, 700212, 700213, 700024];
+
 /// A hint for a token endpoint error, from its AADSTS code or else its `error` field.
 pub fn oauth_hint(error: &str, codes: &[u64]) -> Option<&'static str> {
     for code in codes {
@@ -24,7 +28,11 @@ pub fn oauth_hint(error: &str, codes: &[u64]) -> Option<&'static str> {
             70011 | 1002012 | 700022 | 700023 => "The scope is invalid: it must be a single resource with /.default, for Exchange Online 'https://outlook.office365.com/.default'.",
             500011 => "The resource in the scope is not in this tenant. Check mail.smtp.oauth2.scope ('https://outlook.office365.com/.default') and the tenant id.",
             700027 => "The client assertion's signature is invalid: upload the certificate to the app registration and check the thumbprint header.",
-            700024 => "The client assertion is outside its validity window: check this machine's clock.",
+            700024 => "The client assertion is outside its validity window (expired, or not yet valid): a federated token file that the platform stopped rotating is stale (check the projected service account token volume and its expirationSeconds), a callback returned an old assertion, or this machine's clock is off.",
+            70021 => "No federated identity record of the app matches the client assertion. In the app registration (or user-assigned managed identity) under 'Certificates & secrets' > 'Federated credentials', the issuer, subject and audience (api://AzureADTokenExchange) must equal the assertion's iss, sub and aud exactly (for Kubernetes: the cluster's OIDC issuer URL and system:serviceaccount:<namespace>:<service account>).",
+            700211 => "No federated credential of the app has the assertion's issuer (iss). Add one with that exact issuer URL, or fix the cluster's OIDC issuer.",
+            700212 => "No federated credential of the app has the assertion's audience (aud): it is normally api://AzureADTokenExchange, in the credential and in the token the platform projects.",
+            700213 => "No federated credential of the app has the assertion's subject (sub). Add one with that exact subject (for Kubernetes: system:serviceaccount:<namespace>:<service account>).",
             7000112 => "The application is disabled: re-enable its service principal (Enterprise Application) in Entra ID.",
             53003 => "A Conditional Access policy blocks this application: adjust the policy for this service principal.",
             50196 => "Entra ID detected a request loop: tokens are requested too often (they should be cached).",
@@ -39,6 +47,21 @@ pub fn oauth_hint(error: &str, codes: &[u64]) -> Option<&'static str> {
         "temporarily_unavailable" => Some("Entra ID is temporarily unavailable: try again later."),
         _ => None,
     }
+}
+
+/// The managed identity endpoint did not answer. On IMDS (the Azure VM default) that means
+/// this process is not on an Azure VM; `chosen_by` says what picked the endpoint.
+pub fn managed_identity_unreachable(imds: bool, chosen_by: &str) -> String {
+    if imds {
+        format!("The managed identity endpoint ({chosen_by}) is unreachable: this process is not running on an Azure VM or scale set (App Service, Functions and Azure Arc set IDENTITY_ENDPOINT instead). Outside Azure use a client secret, a certificate or a federated credential (clientAssertionFile).")
+    } else {
+        format!("The managed identity endpoint ({chosen_by}) is unreachable: check that the identity is enabled for this app (Identity blade in the Azure portal).")
+    }
+}
+
+/// The managed identity endpoint does not know the identity asked for.
+pub fn managed_identity_not_found(identity: &str) -> String {
+    format!("The endpoint has no {identity} managed identity: assign it to this resource (Identity blade in the Azure portal), or fix mail.smtp.oauth2.managedIdentity. A new assignment can take a few minutes to reach the endpoint.")
 }
 
 /// A hint for an SMTP reply, from its enhanced status code (`5.7.3`, ...).
@@ -70,6 +93,17 @@ mod tests {
         assert!(hint.contains("Value"));
         assert!(oauth_hint("invalid_client", &[]).unwrap().contains("client id"));
         assert!(oauth_hint("server_error", &[1]).is_none());
+    }
+
+    #[test]
+    fn federated_assertion_refusals() {
+        let no_match = oauth_hint("invalid_request", &[70021]).unwrap();
+        assert!(no_match.contains("api://AzureADTokenExchange") && no_match.contains("subject"));
+        let expired = oauth_hint("invalid_client", &[700024]).unwrap();
+        assert!(expired.contains("stale") && expired.contains("clock"));
+        assert!(ASSERTION_CODES.contains(&700213));
+        assert!(managed_identity_unreachable(true, "the Azure VM default (IMDS)")
+            .contains("not running on an Azure VM"));
     }
 
     #[test]

@@ -12,28 +12,23 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Bytes shared without copying: a JS `Buffer` stays where it is (the binding hands over a
-/// reference), so a 25 MB attachment costs no copy on the JS thread.
+/// Bytes owned by the core (the binding copies a JS `Buffer` at the call, see
+/// `src/js_input.rs`), shared between the message parts and the send without further
+/// copies: a 25 MB attachment is held once.
 #[derive(Clone)]
-pub struct ByteBuf(Arc<dyn AsRef<[u8]> + Send + Sync>);
-
-impl ByteBuf {
-    pub fn new(bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
-        ByteBuf(Arc::new(bytes))
-    }
-}
+pub struct ByteBuf(Arc<Vec<u8>>);
 
 impl Deref for ByteBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        (*self.0).as_ref()
+        &self.0
     }
 }
 
 impl From<Vec<u8>> for ByteBuf {
     fn from(bytes: Vec<u8>) -> Self {
-        ByteBuf::new(bytes)
+        ByteBuf(Arc::new(bytes))
     }
 }
 
@@ -51,7 +46,7 @@ pub enum Value {
     Bool(bool),
     Number(f64),
     String(String),
-    /// A `Buffer`, `Uint8Array` or `ArrayBuffer`.
+    /// A `Buffer`, `Uint8Array` (or other view) or `ArrayBuffer`, copied at the call.
     Bytes(ByteBuf),
     /// A `Date`, as milliseconds since the epoch.
     Date(f64),

@@ -116,9 +116,17 @@ impl NameScope {
                 "maxRetries",
                 "disableFileAccess",
                 "disableUrlAccess",
+                "maxFileSize",
                 "proxy",
                 "localAddress",
                 "dnsTimeout",
+                "maxRecipientsPerMessage",
+                "chunking",
+                "service",
+                "requireTLS",
+                "ignoreTLS",
+                "opportunisticTLS",
+                "authMethod",
             ],
             NameScope::OAuth2 => &[
                 "grantType",
@@ -135,6 +143,13 @@ impl NameScope {
                 "certificate",
                 "thumbprintSha256",
                 "thumbprint",
+                "clientAssertionFile",
+                "clientAssertion",
+                "clientAssertionTimeout",
+                "managedIdentity",
+                "managedIdentityEndpoint",
+                "ca",
+                "failureCacheSeconds",
             ],
             NameScope::Tls => &[
                 "ca",
@@ -271,5 +286,40 @@ mod tests {
         assert!(warn(NameScope::Config, "transactionLog")
             .unwrap()
             .starts_with("`transactionLog` is a nodemailer option this package ignores"));
+    }
+
+    #[test]
+    fn every_key_the_config_reads_is_known() {
+        let config = [
+            "service",
+            "requireTLS",
+            "ignoreTLS",
+            "opportunisticTLS",
+            "authMethod",
+            "disableFileAccess",
+            "disableUrlAccess",
+            "maxFileSize",
+            "proxy",
+            "localAddress",
+            "dnsTimeout",
+            "maxRecipientsPerMessage",
+            "chunking",
+        ];
+        for key in config {
+            assert_eq!(warn(NameScope::Config, key), None, "{key}");
+        }
+        let oauth2 = [
+            "ca",
+            "failureCacheSeconds",
+            "clientAssertionFile",
+            "clientAssertion",
+            "clientAssertionTimeout",
+            "managedIdentity",
+            "managedIdentityEndpoint",
+        ];
+        for key in oauth2 {
+            assert_eq!(warn(NameScope::OAuth2, key), None, "{key}");
+        }
+        assert_eq!(warn(NameScope::Message, "dsn"), None);
     }
 }

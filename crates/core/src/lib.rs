@@ -8,6 +8,8 @@
 pub mod address;
 pub mod config;
 pub mod connector;
+pub mod content_access;
+pub mod dsn;
 pub mod error;
 pub mod hints;
 pub mod input;
@@ -15,6 +17,7 @@ pub mod known_names;
 pub mod log;
 pub mod message;
 pub mod oauth;
+pub mod panic;
 pub mod pool;
 pub mod secret;
 pub mod smtp;

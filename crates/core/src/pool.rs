@@ -20,6 +20,7 @@ use crate::config::PoolOptions;
 use crate::connector::{retry_delay, should_retry, Connector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::OutgoingMessage;
+use crate::panic::{contained, panic_error, Panicked};
 use crate::smtp::{Delivery, SmtpConnection};
 
 pub struct Pool {
@@ -50,6 +51,8 @@ struct State {
     closing: bool,
     /// `close({ force: true })`: queued and delayed jobs are rejected.
     forced: bool,
+    /// Idle workers asked to stop, so that verify() gets their connection slot.
+    retiring: usize,
 }
 
 struct Job {
@@ -90,6 +93,40 @@ impl Pool {
                 "the pool stopped before the message was sent",
             ))
         })
+    }
+
+    /// Runs `work` (verify()) in a connection slot of its own, so that it never opens more
+    /// than `maxConnections` connections: it takes a free slot, or asks an idle worker to
+    /// stop (QUIT) and takes its slot, or waits for a busy one to finish.
+    pub async fn in_slot<T>(&self, work: impl Future<Output = T>) -> T {
+        loop {
+            let progressed = self.shared.progress.notified();
+            {
+                let mut state = self.shared.lock();
+                if state.workers < self.shared.options.max_connections {
+                    state.workers += 1;
+                    break;
+                }
+                let idle = state.workers - state.busy;
+                if idle > state.retiring && state.queue.is_empty() {
+                    state.retiring += 1;
+                    drop(state);
+                    self.shared.work.notify_waiters();
+                }
+            }
+            progressed.await;
+        }
+        let outcome = work.await;
+        let mut state = self.shared.lock();
+        state.workers -= 1;
+        // A message queued while the slot was taken still gets a worker.
+        if !state.queue.is_empty() {
+            state.workers += 1;
+            tokio::spawn(worker(Arc::clone(&self.shared)));
+        }
+        drop(state);
+        self.shared.progress.notify_waiters();
+        outcome
     }
 
     pub fn max_connections(&self) -> usize {
@@ -175,6 +212,10 @@ impl Shared {
                 if state.closing {
                     return None;
                 }
+                if state.retiring > 0 {
+                    state.retiring -= 1;
+                    return None;
+                }
             }
             if tokio::time::timeout(self.options.idle_timeout, woken)
                 .await
@@ -204,6 +245,20 @@ impl Shared {
             drop(sent);
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Sends one message over `connection`, opening it first if there is none.
+    async fn deliver(
+        &self,
+        connection: &mut Option<SmtpConnection>,
+        message: &OutgoingMessage,
+    ) -> Result<Delivery> {
+        let current = match connection {
+            Some(current) => current,
+            None => connection.insert(self.connector.open_connection().await?),
+        };
+        self.pace().await;
+        current.send(message).await
     }
 
     /// Settles a job: delivered, retried later, or failed for good.
@@ -248,32 +303,43 @@ fn worker(shared: Arc<Shared>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
 async fn run_worker(shared: Arc<Shared>) {
     let mut connection: Option<SmtpConnection> = None;
     while let Some(job) = shared.next_job().await {
-        // Only connections that are usable and under maxMessages are kept (below).
-        let mut current = match connection.take() {
-            Some(current) => current,
-            None => match shared.connector.open_connection().await {
-                Ok(fresh) => fresh,
-                Err(err) => {
-                    shared.finish(job, Err(err));
-                    continue;
-                }
-            },
+        // A connection that received something while idle (a 421, a close) is replaced:
+        // what waits in it would be read as the reply to the next command.
+        if let Some(mut idle) = connection.take() {
+            if idle.is_reusable() {
+                connection = Some(idle);
+            } else {
+                let _ = contained(idle.quit()).await;
+            }
+        }
+        // A panic (a bug) fails this job alone: the worker drops the connection, whose
+        // state is unknown, gives the job its error and takes the next one on a fresh
+        // connection, so the slot is never lost and close() never waits for it.
+        let outcome = match contained(shared.deliver(&mut connection, &job.message)).await {
+            Ok(outcome) => outcome,
+            Err(Panicked) => {
+                let may_have_left = connection.take().is_some_and(|c| c.message_may_have_left());
+                Err(panic_error(may_have_left))
+            }
         };
-        shared.pace().await;
-        let outcome = current.send(&job.message).await;
-        // A transient failure is retried on a fresh connection: the server may be telling
-        // this one to go away (421, 432 thread limit).
+        // Only connections that are usable and under maxMessages are kept. A transient
+        // failure is retried on a fresh connection: the server may be telling this one to
+        // go away (421, 432 thread limit).
         let failed_transiently = outcome.as_ref().is_err_and(|err| err.is_transient());
-        if current.is_usable() && !failed_transiently && current.messages_sent() < shared.options.max_messages
-        {
-            connection = Some(current);
-        } else {
-            current.quit().await;
+        if let Some(current) = connection.take() {
+            if current.is_usable()
+                && !failed_transiently
+                && current.messages_sent() < shared.options.max_messages
+            {
+                connection = Some(current);
+            } else {
+                let _ = contained(current.quit()).await;
+            }
         }
         shared.finish(job, outcome);
     }
     if let Some(idle) = connection {
-        idle.quit().await;
+        let _ = contained(idle.quit()).await;
     }
     let mut state = shared.lock();
     state.workers -= 1;

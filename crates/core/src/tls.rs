@@ -1,5 +1,7 @@
-//! One trust policy for both peers: Mozilla's roots (as Node bundles them), plus the extra CAs
-//! of `tls.ca` and `NODE_EXTRA_CA_CERTS`; verification on unless `rejectUnauthorized: false`.
+//! The trust policies of the two TLS peers. Both start from Mozilla's roots (as Node bundles
+//! them) and `NODE_EXTRA_CA_CERTS`. The SMTP server adds `tls.ca` and may be unverified
+//! (`rejectUnauthorized: false`); the token endpoint, which receives the client secret,
+//! adds only `oauth2.ca` and is always verified. `tls.minVersion` applies to both.
 
 use std::sync::Arc;
 
@@ -7,46 +9,65 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::TlsOptions;
+use crate::config::{OAuth2Config, TlsOptions};
 use crate::error::{Error, ErrorKind, Result};
 
-/// The rustls configuration of every TLS connection: SMTP (STARTTLS or implicit) and the
-/// token endpoint's HTTPS client.
+/// The rustls configuration of SMTP connections (STARTTLS or implicit TLS).
+/// `tls.cert` + `tls.key`, when given, are the client certificate it presents.
 pub fn rustls_client_config(options: &TlsOptions) -> Result<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = if options.tls13_only {
-        &[&rustls::version::TLS13]
-    } else {
-        rustls::DEFAULT_VERSIONS
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
-        .map_err(|err| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {err}")))?;
+    let builder = config_builder(options.tls13_only)?;
     let config = if options.verify_certificates {
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for der in &options.extra_ca {
-            roots
-                .add(der.clone())
-                .map_err(|err| Error::new(ErrorKind::Tls, format!("tls.ca: {err}")))?;
-        }
-        builder.with_root_certificates(roots)
+        builder.with_root_certificates(roots(&options.extra_ca, "tls.ca")?)
     } else {
+        let provider = builder.crypto_provider().clone();
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
     };
-    let config = match &options.client_identity {
-        None => config.with_no_client_auth(),
+    match &options.client_identity {
+        None => Ok(config.with_no_client_auth()),
         Some(identity) => config
             .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
             .map_err(|err| {
                 Error::config(format!(
                     "mail.smtp.tls.key does not fit mail.smtp.tls.cert: {err}"
                 ))
-            })?,
+            }),
+    }
+}
+
+/// The rustls configuration of the token client: always verifying, whatever
+/// `tls.rejectUnauthorized` says; only `oauth2.ca` (and `NODE_EXTRA_CA_CERTS`) widen it.
+pub fn token_client_config(oauth2: &OAuth2Config, tls: &TlsOptions) -> Result<rustls::ClientConfig> {
+    Ok(config_builder(tls.tls13_only)?
+        .with_root_certificates(roots(&oauth2.extra_ca, "oauth2.ca")?)
+        .with_no_client_auth())
+}
+
+fn config_builder(
+    tls13_only: bool,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        rustls::DEFAULT_VERSIONS
     };
-    Ok(config)
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|err| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {err}")))
+}
+
+/// Mozilla's roots plus `extra` (named `field` in errors).
+fn roots(extra: &[CertificateDer<'static>], field: &str) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in extra {
+        roots
+            .add(der.clone())
+            .map_err(|err| Error::new(ErrorKind::Tls, format!("{field}: {err}")))?;
+    }
+    Ok(roots)
 }
 
 /// What `rejectUnauthorized: false` asks for: any certificate, still checking that the

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::{Auth, TransportConfig};
+use crate::config::{process_variable, Auth, ConfigInputs, TransportConfig};
 use crate::connector::Connector;
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
 use crate::input::Value;
 use crate::log::{LogSink, Logger};
 use crate::message::{build_message, raw_message, OutgoingMessage};
-use crate::oauth::{AccessToken, TokenListener, TokenProvider, TokenReport};
+use crate::oauth::{
+    AccessToken, AssertionCallback, CredentialReport, TokenListener, TokenProvider, TokenReport,
+};
 use crate::pool::Pool;
 use crate::tls::rustls_client_config;
 
@@ -69,6 +71,8 @@ pub struct Environment {
     pub on_token: Option<TokenListener>,
     /// Where log lines go (the user's `logger`); `debug: true` adds the SMTP transcript.
     pub log: Option<LogSink>,
+    /// The function given as `oauth2.clientAssertion`, made callable by the embedding layer.
+    pub client_assertion: Option<AssertionCallback>,
 }
 
 pub struct Transport {
@@ -85,7 +89,12 @@ impl Transport {
     /// Validates the config (`ECONFIG` naming the field) and prepares the token provider.
     /// Makes no network call.
     pub fn new(config: &Value, defaults: Option<Value>, environment: Environment) -> Result<Self> {
-        let config = TransportConfig::from_value(config, environment.extra_ca_file.as_deref())?;
+        let inputs = ConfigInputs {
+            extra_ca_file: environment.extra_ca_file.as_deref(),
+            variable: &process_variable,
+            client_assertion: environment.client_assertion,
+        };
+        let config = TransportConfig::from_inputs(config, &inputs)?;
         let logger = match environment.log {
             Some(sink) => Logger::new(sink, config.debug),
             None => Logger::default(),
@@ -97,6 +106,15 @@ impl Transport {
         }
         let tokens = match &config.auth {
             Auth::OAuth2 { user, oauth2 } => {
+                if !oauth2.credential_environment.is_empty() {
+                    logger.info(|| {
+                        format!(
+                            "OAuth2 credential from the environment ({}): {}",
+                            oauth2.credential_environment.join(", "),
+                            oauth2.credential.source()
+                        )
+                    });
+                }
                 let on_token = environment.on_token;
                 let token_logger = logger.clone();
                 let user = user.clone();
@@ -142,10 +160,17 @@ impl Transport {
     }
 
     /// Connects, sets up TLS, authenticates and quits: proves the whole chain works.
+    /// With a pool, it takes one of its `maxConnections` slots.
     pub async fn verify(&self) -> Result<()> {
-        let connection = self.connector.open_connection().await?;
-        connection.quit().await;
-        Ok(())
+        let check = async {
+            let connection = self.connector.open_connection().await?;
+            connection.quit().await;
+            Ok(())
+        };
+        match &self.pool {
+            Some(pool) => pool.in_slot(check).await,
+            None => check.await,
+        }
     }
 
     /// Accepts a send, synchronously, before any of its work: a send admitted before
@@ -170,7 +195,13 @@ impl Transport {
     /// through the pool, or over a connection of its own.
     pub async fn send(&self, message: &Value) -> Result<SentInfo> {
         let config = &self.connector.config;
-        let outgoing = build_message(message, self.defaults.as_ref(), config.auth.user()).await?;
+        let outgoing = build_message(
+            message,
+            self.defaults.as_ref(),
+            config.auth.user(),
+            &config.content_access,
+        )
+        .await?;
         self.deliver(Arc::new(outgoing)).await
     }
 
@@ -217,6 +248,15 @@ impl Transport {
     /// The current access token (cached, or fetched now).
     pub async fn access_token(&self) -> Result<Arc<AccessToken>> {
         self.connector.access_token().await
+    }
+
+    /// Which OAuth2 credential this transport uses and where it comes from (`None` without
+    /// OAuth2); needs no token.
+    pub fn credential_report(&self) -> Option<CredentialReport> {
+        self.connector
+            .tokens
+            .as_ref()
+            .map(|tokens| tokens.credential_report())
     }
 
     /// The current token's claims that matter for SMTP, and the problems they show.

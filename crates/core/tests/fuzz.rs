@@ -1,6 +1,7 @@
 //! Property-based fuzzing of everything that parses input an attacker or a careless config
-//! can control: the config parser, the address parser, the token-response parser and the
-//! message builder. Properties: no panic, every call returns within a bounded time, errors
+//! can control: the config parser, the address parser, the token-response parser, the
+//! token's claims (`inspect`, and placing a token in time by its `exp`) and the message
+//! builder. Properties: no panic, every call returns within a bounded time, errors
 //! have the right code and name their field, no secret appears in any error or `Debug`
 //! output, and messages that build carry no injected header and no header line longer than
 //! RFC 5322's 998 bytes.
@@ -24,9 +25,10 @@ use proptest::sample::select;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, TestRunner};
 use smtp_oauth_core::address::parse_mailboxes;
 use smtp_oauth_core::config::TransportConfig;
+use smtp_oauth_core::content_access::ContentAccess;
 use smtp_oauth_core::input::Field;
 use smtp_oauth_core::message::build_message;
-use smtp_oauth_core::oauth::{parse_token_response, TokenGrant};
+use smtp_oauth_core::oauth::{inspect, parse_token_response, Expectations, Freshness, SentAt, TokenGrant};
 use smtp_oauth_core::secret::Secret;
 use smtp_oauth_core::{ErrorKind, Value};
 
@@ -744,6 +746,89 @@ fn any_token_response() -> BoxedStrategy<(u16, Vec<u8>)> {
     (status, body).boxed()
 }
 
+/// A JSON number as JSON text, also beyond what an f64 holds (`1e999`, 30-digit integers).
+fn any_json_number() -> BoxedStrategy<serde_json::Value> {
+    prop_oneof![
+        3 => any_number().prop_map(|n| serde_json::json!(n)),
+        2 => any::<i64>().prop_map(|n| serde_json::json!(n)),
+        2 => any::<u64>().prop_map(|n| serde_json::json!(n)),
+        2 => select(vec!["1e300", "-1e300", "1e999", "-0", "123456789012345678901234567890", "1.5e19", "9.3e18"])
+            .prop_map(|text| serde_json::from_str(text).unwrap_or(serde_json::Value::Null)),
+        1 => select(vec!["NaN", "Infinity", "-1", "1e300", ""]).prop_map(|s| serde_json::json!(s)),
+    ]
+    .boxed()
+}
+
+/// Any JSON value, shallow: what a claim may hold.
+fn any_json() -> BoxedStrategy<serde_json::Value> {
+    let leaf = prop_oneof![
+        any_json_number(),
+        any_string().prop_map(serde_json::Value::String),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        Just(serde_json::Value::Null),
+    ];
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            vec((any_short(), inner), 0..4)
+                .prop_map(|pairs| serde_json::Value::Object(pairs.into_iter().collect())),
+        ]
+    })
+    .boxed()
+}
+
+/// The payload of an access token: Exchange-shaped claims with random values (absurd `exp`
+/// above all), any JSON at all, or bytes that are not JSON.
+fn any_claims_payload() -> BoxedStrategy<Vec<u8>> {
+    let claim = |name: &'static str, good: BoxedStrategy<serde_json::Value>| prop_oneof![2 => good.prop_map(move |v| Some((name.to_string(), v))), 1 => any_json().prop_map(move |v| Some((name.to_string(), v))), 1 => Just(None)];
+    let guid = || {
+        select(vec![
+            "0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30",
+            "9B1F0C2E-0000-4000-8000-000000000001",
+            "contoso.onmicrosoft.com",
+        ])
+        .prop_map(|s| serde_json::json!(s))
+        .boxed()
+    };
+    let claims = (
+        claim("exp", any_json_number()),
+        claim(
+            "aud",
+            select(vec![
+                "https://outlook.office365.com",
+                "00000002-0000-0ff1-ce00-000000000000",
+                "https://graph.microsoft.com",
+            ])
+            .prop_map(|s| serde_json::json!(s))
+            .boxed(),
+        ),
+        claim(
+            "roles",
+            vec(select(vec!["SMTP.SendAsApp", "Mail.Send"]), 0..3)
+                .prop_map(|r| serde_json::json!(r))
+                .boxed(),
+        ),
+        claim("tid", guid()),
+        claim("appid", guid()),
+        claim("azp", guid()),
+        vec((any_short(), any_json()), 0..3),
+    )
+        .prop_map(|(exp, aud, roles, tid, appid, azp, extra)| {
+            let map: serde_json::Map<_, _> = [exp, aud, roles, tid, appid, azp]
+                .into_iter()
+                .flatten()
+                .chain(extra)
+                .collect();
+            serde_json::Value::Object(map).to_string().into_bytes()
+        });
+    prop_oneof![
+        6 => claims,
+        2 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => vec(any::<u8>(), 0..256),
+    ]
+    .boxed()
+}
+
 /// application/x-www-form-urlencoded, as the token request body carries the secret.
 fn form_encode(text: &str) -> String {
     text.bytes()
@@ -854,6 +939,61 @@ fn fuzz_token_response_parser() {
     );
 }
 
+#[test]
+fn fuzz_token_claims() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let tenants = select(vec![
+        Some("0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30"),
+        Some("contoso.onmicrosoft.com"),
+        Some("organizations"),
+        None,
+    ]);
+    let expires_in = prop_oneof![Just(0u64), 0u64..100_000, Just(1_000_000_000)];
+    fuzz(
+        "token claims",
+        (any_claims_payload(), tenants, expires_in),
+        |(payload, tenant_id, expires_in)| {
+            let token = format!("eyJhbGciOiJub25lIn0.{}.sig", URL_SAFE_NO_PAD.encode(&payload));
+            let expected = Expectations {
+                scope: "https://outlook.office365.com/.default",
+                tenant_id,
+                client_id: Some("0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30"),
+            };
+            let report = inspect(&token, &expected);
+            let is_object = matches!(serde_json::from_slice(&payload), Ok(serde_json::Value::Object(_)));
+            prop_assert_eq!(report.is_jwt, is_object);
+            for problem in &report.problems {
+                prop_assert!(
+                    ["AUDIENCE", "ROLE_MISSING", "TENANT_MISMATCH", "APP_MISMATCH"].contains(&problem.code)
+                );
+                if problem.code == "TENANT_MISMATCH" {
+                    prop_assert_eq!(
+                        tenant_id,
+                        Some("0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30"),
+                        "a tenant that is no id compared"
+                    );
+                }
+            }
+            // The same token placed in time: its exp never makes it usable for longer.
+            let sent = SentAt::now();
+            let placed = TokenGrant {
+                access_token: Secret::new(token),
+                expires_in: Duration::from_secs(expires_in),
+                refresh_in: None,
+            }
+            .into_token(sent, Duration::from_secs(300));
+            prop_assert!(placed.expires_at <= sent.instant + Duration::from_secs(expires_in));
+            if let Some(exp) = report.exp {
+                prop_assert!(placed.expires_at_wall <= exp.max(sent.wall));
+            }
+            let far = sent.wall + Duration::from_secs(2_000_000_000);
+            prop_assert_eq!(placed.freshness(sent.instant, far), Freshness::Stale);
+            Ok(())
+        },
+    );
+}
+
 /// Header lines of `raw`: the top header block and those of the MIME parts (found through
 /// the `boundary=` parameters the headers declare). Lines are split at CR and at LF alike,
 /// so a bare CR or LF inside a header shows as a line of its own.
@@ -916,7 +1056,7 @@ fn fuzz_message_builder() {
         let built = runtime.block_on(async {
             tokio::time::timeout(
                 MAX_CALL_TIME,
-                build_message(&message, None, Some("tas@contoso.com")),
+                build_message(&message, None, Some("tas@contoso.com"), &ContentAccess::default()),
             )
             .await
         });

@@ -80,20 +80,24 @@ async fn start_endpoint(responses: Vec<(u16, &'static str, &'static str)>, delay
 }
 
 fn provider(url: &str) -> Arc<TokenProvider> {
+    provider_with(url, Vec::new())
+}
+
+/// A provider for `url` with `extra` fields in `oauth2`.
+fn provider_with(url: &str, extra: Vec<(&str, Value)>) -> Arc<TokenProvider> {
+    let mut oauth2 = vec![
+        ("host", Value::str(url)),
+        ("clientId", Value::str("client")),
+        ("clientSecret", Value::str("canary-secret")),
+        ("scope", Value::str("https://outlook.office365.com/.default")),
+    ];
+    oauth2.extend(extra);
     let config = Value::object([
         ("type", Value::str("oauth2")),
         ("host", Value::str("127.0.0.1")),
         ("port", Value::Number(587.0)),
         ("auth", Value::object([("user", Value::str("tas@contoso.com"))])),
-        (
-            "oauth2",
-            Value::object([
-                ("host", Value::str(url)),
-                ("clientId", Value::str("client")),
-                ("clientSecret", Value::str("canary-secret")),
-                ("scope", Value::str("https://outlook.office365.com/.default")),
-            ]),
-        ),
+        ("oauth2", Value::object(oauth2)),
     ]);
     let config = TransportConfig::from_value(&config, None).unwrap();
     let Auth::OAuth2 { oauth2, .. } = config.auth else {
@@ -167,5 +171,56 @@ async fn throttled_callers_fail_fast_until_retry_after() {
         endpoint.requests.load(Ordering::SeqCst),
         1,
         "no request while throttled"
+    );
+}
+
+#[tokio::test]
+async fn a_credential_refusal_is_remembered_for_failure_cache_seconds() {
+    let refused = (401, "", r#"{"error":"invalid_client","error_codes":[7000215]}"#);
+    let endpoint = start_endpoint(vec![refused, TOKEN], Duration::ZERO).await;
+    let tokens = provider_with(&endpoint.url, vec![("failureCacheSeconds", Value::Number(1.0))]);
+    let first = tokens.token().await.unwrap_err();
+    assert!(
+        tokens.fail_fast().is_err(),
+        "no SMTP connection while the refusal stands"
+    );
+    let second = tokens.token().await.unwrap_err();
+    assert_eq!(second.message(), first.message());
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 1);
+    // Once the refusal is forgotten, the (fixed) endpoint is asked again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(tokens.fail_fast().is_ok());
+    assert_eq!(tokens.token().await.unwrap().value.expose(), "t1");
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn outages_and_throttling_are_not_remembered_as_refusals() {
+    let outage = (503, "", "Service Unavailable");
+    let endpoint = start_endpoint(vec![outage, outage, outage, TOKEN], Duration::ZERO).await;
+    let tokens = provider(&endpoint.url);
+    tokens.token().await.unwrap_err();
+    assert!(tokens.fail_fast().is_ok());
+    tokens.token().await.unwrap();
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let elsewhere = start_endpoint(vec![TOKEN], Duration::ZERO).await;
+    let location: &'static str = Box::leak(format!("location: {}\r\n", elsewhere.url).into_boxed_str());
+    let endpoint = start_endpoint(vec![(307, location, "")], Duration::ZERO).await;
+    let err = provider(&endpoint.url).token().await.unwrap_err();
+    assert_eq!((err.code(), err.http_status()), ("EOAUTH2", Some(307)));
+    assert!(
+        err.message().contains("a redirect to 127.0.0.1"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        elsewhere.requests.load(Ordering::SeqCst),
+        0,
+        "the form was not re-sent"
     );
 }

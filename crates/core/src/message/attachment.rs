@@ -7,7 +7,7 @@ use lettre::message::header::{ContentDisposition, Header, HeaderValue};
 use super::fetch::fetch_url;
 use super::headers::part_headers;
 use super::mime::{decode_base64, encoded_words, header, header_pre_encoded, Part, TransferEncoding};
-use super::Context;
+use crate::content_access::{is_url, ContentAccess};
 use crate::error::Result;
 use crate::input::{ByteBuf, Field, Value};
 
@@ -84,11 +84,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn is_url(text: &str) -> bool {
-    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
-}
-
 /// The name nodemailer derives from a path or URL: its last segment, without a query.
 fn name_from_location(location: &str) -> Option<String> {
     if location.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("data:")) {
@@ -134,7 +129,10 @@ pub(super) fn extension_for(content_type: &str) -> String {
 
 /// The bytes of `content`, `path`, `href` or `raw` of `item`, and the type a `data:` URI
 /// names. Absent content is empty, as in nodemailer.
-pub(super) async fn load_source(item: &Field<'_>, context: &Context) -> Result<(Source, Option<String>)> {
+pub(super) async fn load_source(
+    item: &Field<'_>,
+    access: &ContentAccess,
+) -> Result<(Source, Option<String>)> {
     if let Some(raw) = item
         .child("raw")
         .value()
@@ -169,14 +167,14 @@ pub(super) async fn load_source(item: &Field<'_>, context: &Context) -> Result<(
             return Ok((Source::Bytes(data.bytes.into()), data.content_type));
         }
         if is_url(location) {
-            let bytes = fetch_url(&field, location, &item.child("httpHeaders"), context).await?;
+            let bytes = fetch_url(&field, location, &item.child("httpHeaders"), access).await?;
             return Ok((Source::Bytes(bytes.into()), None));
         }
         if key == "href" {
             return Err(field.error(format!("is not an http(s) or data: URL: {location:?}")));
         }
         return Ok((
-            Source::Bytes(read_attachment(&field, location).await?.into()),
+            Source::Bytes(access.read_path(&field, location).await?.into()),
             None,
         ));
     }
@@ -187,7 +185,7 @@ pub(super) async fn load_source(item: &Field<'_>, context: &Context) -> Result<(
 pub(super) async fn attachment_node(
     item: &Field<'_>,
     index: usize,
-    context: &Context,
+    access: &ContentAccess,
 ) -> Result<ContentNode> {
     item.optional_object()?
         .ok_or_else(|| item.wrong_type("an attachment object"))?;
@@ -195,7 +193,7 @@ pub(super) async fn attachment_node(
         Some(path) => Some(path),
         None => item.child("href").optional_string()?,
     };
-    let (source, data_type) = load_source(item, context).await?;
+    let (source, data_type) = load_source(item, access).await?;
     let content_type = match item.child("contentType").optional_string()? {
         Some(text) => checked_content_type(&item.child("contentType"), text)?,
         None => match (data_type, item.child("filename").optional_string()?, location) {
@@ -374,13 +372,6 @@ fn decode_content(text: &str, encoding_field: &Field) -> Result<Vec<u8>> {
             Err(encoding_field.wrong_type(&format!("'base64', 'hex', 'binary' or 'utf8' (not {other:?})")))
         }
     }
-}
-
-/// A local file, read whole.
-async fn read_attachment(field: &Field<'_>, path: &str) -> Result<Vec<u8>> {
-    tokio::fs::read(path)
-        .await
-        .map_err(|err| field.error(format!("cannot be read: {path:?}: {err}")))
 }
 
 #[cfg(test)]

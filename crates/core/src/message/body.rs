@@ -8,22 +8,22 @@ use super::attachment::{
 };
 use super::headers::part_headers;
 use super::mime::{Part, TransferEncoding};
-use super::Context;
+use crate::content_access::ContentAccess;
 use crate::error::Result;
 use crate::input::{Field, Value};
 
 /// The message's tree of parts.
-pub(super) async fn body_part(root: &Field<'_>, context: &Context) -> Result<Part> {
+pub(super) async fn body_part(root: &Field<'_>, access: &ContentAccess) -> Result<Part> {
     let text_transfer = text_transfer(root)?;
-    let calendar = calendar_source(root, context).await?;
-    let mut alternatives = alternatives(root, context, calendar.as_ref()).await?;
+    let calendar = calendar_source(root, access).await?;
+    let mut alternatives = alternatives(root, access, calendar.as_ref()).await?;
     let html_index = alternatives
         .iter()
         .rposition(|node| node.content_type.to_ascii_lowercase().starts_with("text/html"));
     let mut related = Vec::new();
     let mut attached = Vec::new();
     for (index, item) in root.child("attachments").items().into_iter().enumerate() {
-        let node = attachment_node(&item, index, context).await?;
+        let node = attachment_node(&item, index, access).await?;
         match (&node.cid, html_index) {
             (Some(_), Some(_)) => related.push(node),
             _ => attached.push(node),
@@ -161,7 +161,7 @@ fn text_transfer(root: &Field) -> Result<TextTransfer> {
 /// text, watchHtml, amp, html, the calendar event, then `alternatives`, in nodemailer's order.
 async fn alternatives(
     root: &Field<'_>,
-    context: &Context,
+    access: &ContentAccess,
     calendar: Option<&(Source, Option<String>)>,
 ) -> Result<Vec<ContentNode>> {
     let mut nodes = Vec::new();
@@ -172,7 +172,7 @@ async fn alternatives(
         ("html", "text/html; charset=utf-8"),
     ] {
         let field = root.child(key);
-        if let Some(source) = body_source(&field, context).await? {
+        if let Some(source) = body_source(&field, access).await? {
             nodes.push(text_node(content_type.to_string(), source));
         }
         if key == "html" {
@@ -186,7 +186,7 @@ async fn alternatives(
     for item in root.child("alternatives").items() {
         item.optional_object()?
             .ok_or_else(|| item.wrong_type("an object such as { contentType, content }"))?;
-        let (source, data_type) = load_source(&item, context).await?;
+        let (source, data_type) = load_source(&item, access).await?;
         let filename = item.child("filename").optional_string()?.map(str::to_string);
         if let Some(name) = &filename {
             item.child("filename").check_header_text(name)?;
@@ -236,7 +236,7 @@ fn text_node(content_type: String, source: Source) -> ContentNode {
 }
 
 /// A body field: a string, a Buffer, or a content object `{ content | path | href }`.
-async fn body_source(field: &Field<'_>, context: &Context) -> Result<Option<Source>> {
+async fn body_source(field: &Field<'_>, access: &ContentAccess) -> Result<Option<Source>> {
     match field.value() {
         None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
         Some(Value::String(text)) if text.is_empty() => Ok(None),
@@ -248,7 +248,7 @@ async fn body_source(field: &Field<'_>, context: &Context) -> Result<Option<Sour
                 .iter()
                 .any(|key| field.child(key).is_present()) =>
         {
-            Ok(Some(load_source(field, context).await?.0))
+            Ok(Some(load_source(field, access).await?.0))
         }
         Some(_) => Err(field.wrong_type("a string, Buffer or { content | path | href }")),
     }
@@ -256,7 +256,10 @@ async fn body_source(field: &Field<'_>, context: &Context) -> Result<Option<Sour
 
 /// `icalEvent`: a string or Buffer of iCalendar text, or `{ method, filename, content |
 /// path | href, encoding }`.
-async fn calendar_source(root: &Field<'_>, context: &Context) -> Result<Option<(Source, Option<String>)>> {
+async fn calendar_source(
+    root: &Field<'_>,
+    access: &ContentAccess,
+) -> Result<Option<(Source, Option<String>)>> {
     let field = root.child("icalEvent");
     match field.value() {
         None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
@@ -280,7 +283,7 @@ async fn calendar_source(root: &Field<'_>, context: &Context) -> Result<Option<(
             {
                 return Err(field.error("needs content, path or href"));
             }
-            Ok(Some((load_source(&field, context).await?.0, method)))
+            Ok(Some((load_source(&field, access).await?.0, method)))
         }
         Some(_) => Err(field.wrong_type("a string, Buffer or { method, filename, content | path | href }")),
     }

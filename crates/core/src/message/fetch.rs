@@ -1,12 +1,13 @@
 //! Content given by URL (`href`, or `path` as an http(s) URL): fetched once per send, over
 //! https (plain http only to a loopback address), without following a redirect to another
-//! host, bounded in size and time.
+//! host, bounded in size and time; refused when `disableUrlAccess` is on (see
+//! `content_access`).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::Context;
 use crate::config::TlsOptions;
+use crate::content_access::ContentAccess;
 use crate::error::Result;
 use crate::input::{Field, Value};
 use crate::tls::rustls_client_config;
@@ -23,13 +24,13 @@ pub(super) async fn fetch_url(
     field: &Field<'_>,
     url: &str,
     headers_field: &Field<'_>,
-    context: &Context,
+    access: &ContentAccess,
 ) -> Result<Vec<u8>> {
-    if context.disable_url_access {
-        return Err(field.error(format!("is a URL ({url:?}) and disableUrlAccess is set")));
-    }
+    access.check_url(field)?;
     let parsed =
         reqwest::Url::parse(url).map_err(|err| field.error(format!("is not a valid URL ({err})")))?;
+    // Errors name the URL without its user name and password.
+    let url = &without_credentials(&parsed);
     if parsed.scheme() == "http" && !is_loopback(&parsed) {
         return Err(field.error(format!(
             "is a plain http URL ({url:?}): only https is fetched (plain http only from a loopback address)"
@@ -66,7 +67,7 @@ pub(super) async fn fetch_url(
     let mut response = request
         .send()
         .await
-        .map_err(|err| field.error(format!("cannot be fetched: {url:?}: {}", describe(&err))))?;
+        .map_err(|err| field.error(format!("cannot be fetched: {url:?}: {}", describe(err))))?;
     if !response.status().is_success() {
         let status = response.status();
         let note = match status.is_redirection() {
@@ -79,7 +80,7 @@ pub(super) async fn fetch_url(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|err| field.error(format!("cannot be fetched: {url:?}: {}", describe(&err))))?
+        .map_err(|err| field.error(format!("cannot be fetched: {url:?}: {}", describe(err))))?
     {
         if body.len() + chunk.len() > MAX_BYTES {
             return Err(field.error(format!(
@@ -89,6 +90,14 @@ pub(super) async fn fetch_url(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+fn without_credentials(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    // Both fail only for a URL without a host, which has no credentials to remove.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {
@@ -123,12 +132,14 @@ fn http_headers(field: &Field) -> Result<Vec<(String, String)>> {
     Ok(headers)
 }
 
-fn describe(err: &reqwest::Error) -> String {
+/// `err` without its URL, which the caller names without credentials.
+fn describe(err: reqwest::Error) -> String {
     if err.is_timeout() {
         return format!("no answer within {} s", TIMEOUT.as_secs());
     }
+    let err = err.without_url();
     let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
         text = format!("{text}: {cause}");
         source = cause.source();

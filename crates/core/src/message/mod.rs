@@ -14,9 +14,12 @@ mod raw;
 mod wire;
 
 use lettre::address::{Address, Envelope};
-use lettre::message::Mailbox;
+use lettre::message::header;
+use lettre::message::{Mailbox, Mailboxes};
 
-use crate::address::{parse_mailboxes, parse_single_mailbox};
+use crate::address::{parse_mailboxes, parse_single_mailbox, with_ascii_domain};
+use crate::content_access::ContentAccess;
+use crate::dsn::{parse_dsn, Dsn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Field, Value};
 
@@ -45,24 +48,24 @@ pub struct OutgoingMessage {
     pub envelope_to: Vec<Address>,
     /// The whole RFC 5322 message, not yet dot-stuffed.
     pub body: MessageBody,
-}
-
-/// What the message allows its content to be loaded from.
-pub(crate) struct Context {
-    /// `disableUrlAccess`: `href` and http(s) `path` are refused.
-    pub disable_url_access: bool,
+    /// `message.dsn`: the delivery status notifications asked for.
+    pub dsn: Option<Dsn>,
 }
 
 /// Builds `message`, taking absent fields from `defaults` (the 2nd argument of
 /// `createTransport`) and `from` finally from `auth_user`.
+/// `access` is the transport's policy for local files and URLs, which the message and the
+/// defaults may tighten.
 pub async fn build_message(
     message: &Value,
     defaults: Option<&Value>,
     auth_user: Option<&str>,
+    access: &ContentAccess,
 ) -> Result<OutgoingMessage> {
     let mut merged = merge_defaults(message, defaults)?;
     data_urls::attach_data_urls(&mut merged);
     let root = Field::root(MESSAGE_ROOT, &merged, ErrorKind::Message);
+    let access = access.for_message(&Field::root(MESSAGE_ROOT, message, ErrorKind::Message), defaults)?;
     let from = match parse_single_mailbox(&root.child("from"))? {
         Some(from) => from,
         None => match auth_user {
@@ -81,21 +84,31 @@ pub async fn build_message(
     let reply_to = parse_mailboxes(&root.child("replyTo"))?;
     let (envelope_from, envelope_to) = envelope(&root, &from, [&to, &cc, &bcc])?;
 
-    let mut builder = lettre::Message::builder().from(from);
+    let dsn = parse_dsn(&root.child("dsn"))?;
+
+    let mut builder = lettre::Message::builder().from(with_ascii_domain(from));
     if let Some(sender) = sender {
-        builder = builder.sender(sender);
+        builder = builder.sender(with_ascii_domain(sender));
     }
-    for mailbox in to {
-        builder = builder.to(mailbox);
+    // Each list set at once: lettre's one-at-a-time `to()` re-parses the whole header on
+    // every call, which takes seconds for a thousand recipients.
+    let list = |mailboxes: Vec<Mailbox>| {
+        mailboxes
+            .into_iter()
+            .map(with_ascii_domain)
+            .collect::<Mailboxes>()
+    };
+    if !to.is_empty() {
+        builder = builder.header(header::To::from(list(to)));
     }
-    for mailbox in cc {
-        builder = builder.cc(mailbox);
+    if !cc.is_empty() {
+        builder = builder.header(header::Cc::from(list(cc)));
     }
-    for mailbox in bcc {
-        builder = builder.bcc(mailbox);
+    if !bcc.is_empty() {
+        builder = builder.header(header::Bcc::from(list(bcc)));
     }
-    for mailbox in reply_to {
-        builder = builder.reply_to(mailbox);
+    if !reply_to.is_empty() {
+        builder = builder.header(header::ReplyTo::from(list(reply_to)));
     }
     let subject = text_field(&root.child("subject"))?;
     if let Some(subject) = &subject {
@@ -141,6 +154,7 @@ pub async fn build_message(
             envelope_from,
             envelope_to,
             body: MessageBody::from_bytes(bytes),
+            dsn,
         });
     }
 
@@ -148,10 +162,7 @@ pub async fn build_message(
     extra.extend(list_headers(&root.child("list"))?);
     extra.extend(x_mailer(&root.child("xMailer"))?);
     let custom = custom_headers(&root.child("headers"))?;
-    let context = Context {
-        disable_url_access: root.child("disableUrlAccess").optional_bool()?.unwrap_or(false),
-    };
-    let part = body_part(&root, &context).await?;
+    let part = body_part(&root, &access).await?;
     let built = builder
         .body(Vec::new())
         .map_err(|err| Error::message_error(format!("the message cannot be built: {err}")))?;
@@ -205,6 +216,7 @@ pub async fn build_message(
         envelope_from,
         envelope_to,
         body: writer.finish(),
+        dsn,
     })
 }
 
@@ -291,7 +303,12 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(build_message(&message, None, Some("tas@contoso.com")))
+            .block_on(build_message(
+                &message,
+                None,
+                Some("tas@contoso.com"),
+                &ContentAccess::default(),
+            ))
     }
 
     fn text(message: &OutgoingMessage) -> String {
@@ -391,6 +408,45 @@ mod tests {
         .unwrap();
         assert_eq!(message.envelope_from.unwrap().to_string(), "bounce@example.com");
         assert_eq!(message.envelope_to.len(), 1);
+    }
+
+    #[test]
+    fn unicode_everywhere_is_still_seven_bit_with_punycode_header_domains() {
+        let message = build(Value::object([
+            ("from", Value::str("Jürgen Groß <juergen@bücher.example>")),
+            (
+                "to",
+                Value::Array(vec![
+                    Value::str("Zoë <zoe@bücher.example>"),
+                    Value::str("b@example.com"),
+                ]),
+            ),
+            ("cc", Value::str("c@münchen.example")),
+            ("subject", Value::str("Grüße – 你好 ✓")),
+            (
+                "text",
+                Value::str("Grüße aus München, 你好\n".repeat(20).as_str()),
+            ),
+            ("html", Value::str("<p>Grüße ✓</p>")),
+            (
+                "icalEvent",
+                Value::str("BEGIN:VCALENDAR\nSUMMARY:Besprechung über Ä\nEND:VCALENDAR"),
+            ),
+            (
+                "attachments",
+                Value::Array(vec![Value::object([
+                    ("filename", Value::str("Übersicht ✓.txt")),
+                    ("content", Value::str("Inhalt: äöü")),
+                ])]),
+            ),
+            ("dsn", Value::object([("notify", Value::str("failure"))])),
+        ]))
+        .unwrap();
+        assert!(message.body.is_ascii(), "{}", text(&message));
+        let raw = text(&message);
+        assert!(raw.contains("<juergen@xn--bcher-kva.example>"), "{raw}");
+        assert!(raw.contains("c@xn--mnchen-3ya.example"), "{raw}");
+        assert!(message.dsn.is_some());
     }
 
     #[test]

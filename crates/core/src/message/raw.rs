@@ -4,6 +4,7 @@ use lettre::address::Address;
 
 use super::{MessageBody, OutgoingMessage, MESSAGE_ROOT};
 use crate::address::{parse_mailboxes, parse_single_mailbox};
+use crate::dsn::parse_dsn;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{ByteBuf, Field, Value};
 
@@ -34,6 +35,7 @@ pub fn raw_message(raw: &Value, envelope: &Value) -> Result<OutgoingMessage> {
         body: MessageBody::from_bytes(bytes),
         envelope_from,
         envelope_to,
+        dsn: parse_dsn(&root.child("dsn"))?,
     })
 }
 

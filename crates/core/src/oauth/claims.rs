@@ -7,6 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value as Json;
 
+use crate::oauth::credential::CredentialReport;
+
 /// Exchange Online's application id, which some tokens carry as `aud`.
 const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
 /// The app role an app needs to send over SMTP.
@@ -36,6 +38,8 @@ pub struct TokenReport {
     pub appid: Option<String>,
     pub exp: Option<SystemTime>,
     pub problems: Vec<TokenProblem>,
+    /// Which credential obtained the token, and from where.
+    pub credential: Option<CredentialReport>,
 }
 
 /// What the configuration expects of a token.
@@ -43,7 +47,8 @@ pub struct Expectations<'a> {
     /// The `scope` that was asked for (`https://outlook.office365.com/.default`).
     pub scope: &'a str,
     pub tenant_id: Option<&'a str>,
-    pub client_id: &'a str,
+    /// `None` when unknown (a system-assigned managed identity).
+    pub client_id: Option<&'a str>,
 }
 
 pub fn inspect(token: &str, expected: &Expectations) -> TokenReport {
@@ -72,11 +77,9 @@ pub fn inspect(token: &str, expected: &Expectations) -> TokenReport {
         roles,
         tid: text("tid"),
         appid: text("appid").or_else(|| text("azp")),
-        exp: claims
-            .get("exp")
-            .and_then(Json::as_f64)
-            .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s.max(0.0))),
+        exp: claims.get("exp").and_then(expiry),
         problems: Vec::new(),
+        credential: None,
     };
     report.problems = problems(&report, expected);
     report
@@ -112,7 +115,10 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
             message: format!("the token has no {SMTP_ROLE} role (roles: {roles}): add the Office 365 Exchange Online application permission SMTP.SendAsApp to the app registration and grant admin consent"),
         });
     }
-    if let (Some(tid), Some(tenant)) = (&report.tid, expected.tenant_id) {
+    // Only a tenant id says which tenant issued a token: a domain (`contoso.onmicrosoft.com`)
+    // or `organizations` in the token URL says nothing comparable with `tid`.
+    let tenant_id = expected.tenant_id.filter(|tenant| is_guid(tenant));
+    if let (Some(tid), Some(tenant)) = (&report.tid, tenant_id) {
         if !tid.eq_ignore_ascii_case(tenant) {
             problems.push(TokenProblem {
                 code: "TENANT_MISMATCH",
@@ -122,13 +128,12 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
             });
         }
     }
-    if let Some(appid) = &report.appid {
-        if !appid.eq_ignore_ascii_case(expected.client_id) {
+    if let (Some(appid), Some(client_id)) = (&report.appid, expected.client_id) {
+        if !appid.eq_ignore_ascii_case(client_id) {
             problems.push(TokenProblem {
                 code: "APP_MISMATCH",
                 message: format!(
-                    "the token was issued to app {appid}, not to the configured client id {}",
-                    expected.client_id
+                    "the token was issued to app {appid}, not to the configured client id {client_id}"
                 ),
             });
         }
@@ -136,11 +141,41 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
     problems
 }
 
+/// The last second of the year 9999: later dates are not dates (JavaScript's `Date` and HTTP
+/// dates end around there).
+const LAST_EXPIRY_SECS: f64 = 253_402_300_799.0;
+
+/// The token's own expiry, `exp`, in whole seconds (a server compares whole seconds: a
+/// token with `exp` 1000.9 is refused at 1000). Absurd values (negative, after the year
+/// 9999, not a number) are no expiry at all, never a panic.
+pub(crate) fn expiry(exp: &Json) -> Option<SystemTime> {
+    let seconds = exp.as_f64()?.floor();
+    if !(0.0..=LAST_EXPIRY_SECS).contains(&seconds) {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::from_secs(seconds as u64))
+}
+
+/// The `exp` claim of a JWT access token, if it has a usable one.
+pub fn token_expiry(token: &str) -> Option<SystemTime> {
+    decode_payload(token)?.get("exp").and_then(expiry)
+}
+
+/// `8-4-4-4-12` hex digits, the form of an Entra ID tenant id.
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 fn normalize(url: &str) -> String {
     url.trim_end_matches('/').to_ascii_lowercase()
 }
 
-fn decode_payload(token: &str) -> Option<serde_json::Map<String, Json>> {
+pub(crate) fn decode_payload(token: &str) -> Option<serde_json::Map<String, Json>> {
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
@@ -161,18 +196,21 @@ mod tests {
         )
     }
 
+    const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+    const OTHER_TENANT: &str = "99999999-2222-3333-4444-555555555555";
+
     fn expected() -> Expectations<'static> {
         Expectations {
             scope: "https://outlook.office365.com/.default",
-            tenant_id: Some("t1"),
-            client_id: "app1",
+            tenant_id: Some(TENANT),
+            client_id: Some("app1"),
         }
     }
 
     #[test]
     fn a_good_exchange_token_has_no_problems() {
         let token = jwt(
-            serde_json::json!({"aud":"https://outlook.office365.com","roles":["SMTP.SendAsApp"],"tid":"t1","appid":"app1","exp":2000000000}),
+            serde_json::json!({"aud":"https://outlook.office365.com","roles":["SMTP.SendAsApp"],"tid":TENANT,"appid":"app1","exp":2000000000}),
         );
         let report = inspect(&token, &expected());
         assert!(report.is_jwt);
@@ -186,7 +224,7 @@ mod tests {
     #[test]
     fn a_graph_token_without_the_role_from_another_tenant() {
         let token = jwt(
-            serde_json::json!({"aud":"https://graph.microsoft.com","roles":["Mail.Send"],"tid":"t2","appid":"app1"}),
+            serde_json::json!({"aud":"https://graph.microsoft.com","roles":["Mail.Send"],"tid":OTHER_TENANT,"appid":"app1"}),
         );
         let codes: Vec<_> = inspect(&token, &expected())
             .problems
@@ -194,6 +232,52 @@ mod tests {
             .map(|p| p.code)
             .collect();
         assert_eq!(codes, ["AUDIENCE", "ROLE_MISSING", "TENANT_MISMATCH"]);
+    }
+
+    #[test]
+    fn a_domain_tenant_says_nothing_about_tid() {
+        let token = jwt(
+            serde_json::json!({"aud":"https://outlook.office365.com","roles":["SMTP.SendAsApp"],"tid":OTHER_TENANT,"appid":"app1"}),
+        );
+        for tenant in ["contoso.onmicrosoft.com", "organizations", "t1"] {
+            let expected = Expectations {
+                tenant_id: Some(tenant),
+                ..expected()
+            };
+            assert_eq!(inspect(&token, &expected).problems, vec![], "{tenant}");
+        }
+        let upper = TENANT.to_ascii_uppercase();
+        let expected = Expectations {
+            tenant_id: Some(&upper),
+            ..expected()
+        };
+        let codes: Vec<_> = inspect(&token, &expected)
+            .problems
+            .iter()
+            .map(|p| p.code)
+            .collect();
+        assert_eq!(codes, ["TENANT_MISMATCH"]);
+    }
+
+    #[test]
+    fn absurd_exp_claims_are_no_expiry() {
+        for exp in [
+            serde_json::json!(1e300),
+            serde_json::json!(-1),
+            serde_json::json!(-1e300),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(9.3e18),
+            serde_json::json!(253_402_300_800u64),
+            serde_json::json!("NaN"),
+            serde_json::json!("1e999"),
+            serde_json::json!(null),
+        ] {
+            let token = jwt(serde_json::json!({ "exp": exp }));
+            assert_eq!(inspect(&token, &expected()).exp, None, "{exp}");
+            assert_eq!(token_expiry(&token), None, "{exp}");
+        }
+        let token = jwt(serde_json::json!({ "exp": 1000.9 }));
+        assert_eq!(token_expiry(&token), Some(UNIX_EPOCH + Duration::from_secs(1000)));
     }
 
     #[test]

@@ -5,7 +5,13 @@
 //! task fetches the next. When there is no usable token, callers queue on one refresh
 //! lock; the first one through asks the endpoint, and the others find its token (or its
 //! error) when their turn comes, so N concurrent sends cause one request and a failure is
-//! not repeated N times. After a 429 no request is made until its `Retry-After` has passed.
+//! not repeated N times. After a 429 no request is made until its `Retry-After` has passed;
+//! after a credential refusal (another 4xx) none for `oauth2.failureCacheSeconds`, so that a
+//! queue of sends behind a wrong secret fails fast on one request.
+//!
+//! The HTTP client is the token endpoint's own: it always verifies certificates (trusting
+//! `oauth2.ca` besides the usual roots), follows no redirect, and reaches an `http://`
+//! (loopback) endpoint directly, never through a proxy.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,9 +19,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{OAuth2Config, TlsOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::oauth::assertion::AssertionClaims;
 use crate::oauth::claims::{inspect, Expectations, TokenReport};
-use crate::oauth::token::{request_token, AccessToken};
-use crate::tls::rustls_client_config;
+use crate::oauth::credential::{ClientCredential, CredentialReport};
+use crate::oauth::token::{request_token, AccessToken, Freshness};
+use crate::tls::token_client_config;
 
 /// Told about every new token (never the token itself: only its expiry).
 pub type TokenListener = Box<dyn Fn(SystemTime) + Send + Sync>;
@@ -36,16 +44,29 @@ pub struct TokenProvider {
     background_not_before: Mutex<Option<Instant>>,
     /// No request at all before this instant (the endpoint answered 429).
     throttled_until: Mutex<Option<(Instant, SystemTime)>>,
+    /// The endpoint refused the credentials: this answer stands until the instant.
+    refused_until: Mutex<Option<(Instant, Error)>>,
     listener: Option<TokenListener>,
+    /// The claims of the last client assertion a file or callback provided.
+    last_assertion: Mutex<Option<AssertionClaims>>,
 }
 
 impl TokenProvider {
     pub fn new(config: OAuth2Config, tls: &TlsOptions, listener: Option<TokenListener>) -> Result<Self> {
+        let connect_timeout = match &config.credential {
+            ClientCredential::ManagedIdentity(identity) => identity.connect_timeout(config.timeout),
+            _ => config.timeout,
+        };
         let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(rustls_client_config(tls)?)
-            .connect_timeout(config.timeout)
+            .tls_backend_preconfigured(token_client_config(&config, tls)?)
+            .connect_timeout(connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .http1_only();
-        if let Some(proxy) = &config.proxy {
+        if config.token_url.scheme() != "https" {
+            // A loopback endpoint over plain http (the config allows nothing else): through
+            // a proxy (HTTP_PROXY, ALL_PROXY) the secret would cross the network in clear.
+            builder = builder.no_proxy();
+        } else if let Some(proxy) = &config.proxy {
             let proxy = reqwest::Proxy::all(proxy.expose())
                 .map_err(|_| Error::config("mail.smtp.oauth2.proxy is not a usable proxy URL"))?;
             builder = builder.proxy(proxy);
@@ -62,23 +83,39 @@ impl TokenProvider {
             background_running: AtomicBool::new(false),
             background_not_before: Mutex::new(None),
             throttled_until: Mutex::new(None),
+            refused_until: Mutex::new(None),
             listener,
+            last_assertion: Mutex::new(None),
         })
     }
 
     /// A token that is valid now; fetched only when there is none usable.
     pub async fn token(self: &Arc<Self>) -> Result<Arc<AccessToken>> {
         if let Some(token) = self.cached_token() {
-            let now = Instant::now();
-            if now < token.renew_at {
-                return Ok(token);
-            }
-            if now < token.use_until {
-                self.renew_in_background();
-                return Ok(token);
+            match token.freshness(Instant::now(), SystemTime::now()) {
+                Freshness::Fresh => return Ok(token),
+                Freshness::DueForRenewal => {
+                    self.renew_in_background();
+                    return Ok(token);
+                }
+                Freshness::Stale => {}
             }
         }
         self.refresh().await
+    }
+
+    /// Fails at once, without a request, when there is no usable token and the endpoint
+    /// just refused the credentials or asked to wait (429): callers check this before
+    /// opening an SMTP connection that could not authenticate anyway.
+    pub fn fail_fast(&self) -> Result<()> {
+        let usable = self
+            .cached_token()
+            .is_some_and(|token| token.freshness(Instant::now(), SystemTime::now()) != Freshness::Stale);
+        if usable {
+            return Ok(());
+        }
+        self.check_refused()?;
+        self.check_throttle()
     }
 
     /// Drops the cached token if it is still `rejected` (the server refused it), so that the
@@ -94,14 +131,34 @@ impl TokenProvider {
         }
     }
 
-    /// What `token` says about the setup (audience, role, tenant).
+    /// What `token` says about the setup (audience, role, tenant), and which credential
+    /// obtained it.
     pub fn inspect(&self, token: &AccessToken) -> TokenReport {
         let expected = Expectations {
             scope: &self.config.scope,
             tenant_id: self.config.tenant_id.as_deref(),
-            client_id: &self.config.client_id,
+            client_id: Some(self.config.client_id.as_str()).filter(|id| !id.is_empty()),
         };
-        inspect(token.value.expose(), &expected)
+        TokenReport {
+            credential: Some(self.credential_report()),
+            ..inspect(token.value.expose(), &expected)
+        }
+    }
+
+    /// Which credential this provider uses and where it comes from; for an assertion
+    /// someone else made, the claims of the last one sent.
+    pub fn credential_report(&self) -> CredentialReport {
+        let credential = &self.config.credential;
+        CredentialReport {
+            kind: credential.kind(),
+            source: credential.source(),
+            environment: self.config.credential_environment.clone(),
+            assertion: self
+                .last_assertion
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
     }
 
     fn cached_token(&self) -> Option<Arc<AccessToken>> {
@@ -137,7 +194,7 @@ impl TokenProvider {
         let mut last_failure = self.refresh.lock().await;
         if let Some(token) = self.cached_token() {
             // Someone else renewed while we queued.
-            if Instant::now() < token.renew_at {
+            if token.freshness(Instant::now(), SystemTime::now()) == Freshness::Fresh {
                 return Ok(token);
             }
         }
@@ -148,10 +205,11 @@ impl TokenProvider {
                 return Err(failure.clone());
             }
         }
+        self.check_refused()?;
         self.check_throttle()?;
-        let outcome = request_token(&self.http, &self.config)
+        let outcome = request_token(&self.http, &self.config, &self.last_assertion)
             .await
-            .map(|grant| Arc::new(grant.into_token(Instant::now(), self.config.renew_before)));
+            .map(|(grant, sent)| Arc::new(grant.into_token(sent, self.config.renew_before)));
         match &outcome {
             Ok(token) => {
                 *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
@@ -165,6 +223,11 @@ impl TokenProvider {
                     let until = (Instant::now() + wait, SystemTime::now() + wait);
                     *self.throttled_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
                 }
+                if is_credential_refusal(err) && !self.config.failure_cache.is_zero() {
+                    let until = Instant::now() + self.config.failure_cache;
+                    *self.refused_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((until, err.clone()));
+                }
                 *last_failure = Some(err.clone());
             }
         }
@@ -174,6 +237,16 @@ impl TokenProvider {
         match outcome {
             Err(err) if err.retry_after().is_some() => Err(self.check_throttle().err().unwrap_or(err)),
             outcome => outcome,
+        }
+    }
+
+    /// Fails fast, without a request, with the endpoint's last credential refusal while it
+    /// is remembered.
+    fn check_refused(&self) -> Result<()> {
+        let refused = self.refused_until.lock().unwrap_or_else(|e| e.into_inner());
+        match refused.as_ref() {
+            Some((until, err)) if Instant::now() < *until => Err(err.clone()),
+            _ => Ok(()),
         }
     }
 
@@ -200,4 +273,13 @@ impl TokenProvider {
         .with_retry_after(wait)
         .with_hint("Entra ID throttles apps that request tokens too often. This transport caches tokens; if several processes share one app registration, they all count."))
     }
+}
+
+/// A 4xx answer that says the request itself (credentials, client id, scope, tenant) is
+/// wrong: asking again at once gets the same answer. 429 and `temporarily_unavailable`
+/// are not refusals but requests to wait.
+fn is_credential_refusal(err: &Error) -> bool {
+    err.http_status()
+        .is_some_and(|status| (400..500).contains(&status))
+        && err.is_permanent()
 }

@@ -1,31 +1,80 @@
 //! One client_credentials token request, and the parsing of Entra ID's answer.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::config::{Grant, OAuth2Config};
 use crate::error::{Error, ErrorKind, OAuthErrorBody, Result};
-use crate::hints::oauth_hint;
-use crate::oauth::credential::ClientCredential;
+use crate::hints::{oauth_hint, ASSERTION_CODES};
+use crate::oauth::assertion::{AssertionClaims, JWT_BEARER};
+use crate::oauth::claims::token_expiry;
+use crate::oauth::credential::{CertificateCredential, ClientCredential};
+use crate::oauth::managed_identity::ManagedIdentity;
 use crate::secret::Secret;
 
 /// A token endpoint's answer is a few KB; anything far larger is not a token response.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
-/// An access token and when it stops being valid.
+/// An access token and when it stops being valid. Each moment is kept on both clocks: the
+/// monotonic one is immune to clock changes, but stops while the machine is suspended; the
+/// wall clock keeps running then. A token is only as fresh as both say.
 #[derive(Debug)]
 pub struct AccessToken {
     pub value: Secret,
-    /// Monotonic expiry, for cache decisions.
+    /// Monotonic expiry.
     pub expires_at: Instant,
-    /// Wall-clock expiry, for users and logs.
+    /// Wall-clock expiry, also for users and logs.
     pub expires_at_wall: SystemTime,
     /// From here on the next token is fetched in the background; this one is still used.
     pub renew_at: Instant,
+    pub renew_at_wall: SystemTime,
     /// From here on this token is not used any more: sends wait for a new one. Kept well
     /// before expiry (Exchange refuses tokens that "will expire soon").
     pub use_until: Instant,
+    pub use_until_wall: SystemTime,
+}
+
+/// What a cached token is good for at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    /// Still usable, and its successor should be fetched.
+    DueForRenewal,
+    /// Not to be used any more.
+    Stale,
+}
+
+impl AccessToken {
+    /// The token's state at `now` on the monotonic clock and `now_wall` on the wall clock.
+    pub fn freshness(&self, now: Instant, now_wall: SystemTime) -> Freshness {
+        if now < self.renew_at && now_wall < self.renew_at_wall {
+            Freshness::Fresh
+        } else if now < self.use_until && now_wall < self.use_until_wall {
+            Freshness::DueForRenewal
+        } else {
+            Freshness::Stale
+        }
+    }
+}
+
+/// When a token request was sent, on both clocks: a token's lifetime counts from here (the
+/// endpoint may have issued it any time after), not from when the answer arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct SentAt {
+    pub instant: Instant,
+    pub wall: SystemTime,
+}
+
+impl SentAt {
+    pub fn now() -> Self {
+        SentAt {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
 }
 
 /// What a successful token response says, before it is placed in time.
@@ -38,26 +87,38 @@ pub struct TokenGrant {
 }
 
 impl TokenGrant {
-    /// Places the grant in time: renew (in the background) at `refresh_in`, or
-    /// `renew_before` ahead of expiry, with the margin clamped to half the lifetime so that
-    /// short-lived tokens are used; stop using it a quarter of that margin (at most a
-    /// minute) before expiry.
-    pub fn into_token(self, received: Instant, renew_before: Duration) -> AccessToken {
-        let margin = renew_before.min(self.expires_in / 2);
-        let mut renew_in = self.expires_in - margin;
+    /// Places the grant in time, counting from when the request was `sent`. The lifetime is
+    /// `expires_in`, cut to the token's own `exp` claim if it is a JWT that expires
+    /// earlier. Renew (in the background) at `refresh_in`, or `renew_before` ahead of
+    /// expiry, with the margin clamped to half the lifetime so that short-lived tokens are
+    /// used; stop using it a quarter of that margin (at most a minute) before expiry.
+    pub fn into_token(self, sent: SentAt, renew_before: Duration) -> AccessToken {
+        let mut lifetime = self.expires_in;
+        if let Some(exp) = token_expiry(self.access_token.expose()) {
+            lifetime = lifetime.min(exp.duration_since(sent.wall).unwrap_or_default());
+        }
+        let margin = renew_before.min(lifetime / 2);
+        let mut renew_in = lifetime - margin;
         if let Some(refresh_in) = self.refresh_in {
             renew_in = renew_in.min(refresh_in);
         }
         let hard_margin = (margin / 4).min(Duration::from_secs(60));
+        let use_for = (lifetime - hard_margin).max(renew_in);
+        // `lifetime` is at most MAX_LIFETIME_SECS, which neither clock can overflow.
         AccessToken {
             value: self.access_token,
-            expires_at: received + self.expires_in,
-            expires_at_wall: SystemTime::now() + self.expires_in,
-            renew_at: received + renew_in,
-            use_until: received + (self.expires_in - hard_margin).max(renew_in),
+            expires_at: sent.instant + lifetime,
+            expires_at_wall: sent.wall + lifetime,
+            renew_at: sent.instant + renew_in,
+            renew_at_wall: sent.wall + renew_in,
+            use_until: sent.instant + use_for,
+            use_until_wall: sent.wall + use_for,
         }
     }
 }
+
+/// Longer lifetimes (`expires_in: 1e300`) are taken as this: ~31 years.
+const MAX_LIFETIME_SECS: f64 = 1e9;
 
 /// `expires_in` arrives as a number or as a numeric string.
 #[derive(Deserialize)]
@@ -68,12 +129,24 @@ enum Seconds {
 }
 
 impl Seconds {
-    fn to_duration(&self) -> Option<Duration> {
+    fn value(&self) -> Option<f64> {
         let seconds = match self {
             Seconds::Number(n) => *n,
             Seconds::Text(text) => text.trim().parse().ok()?,
         };
-        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(1e9)))
+        (seconds.is_finite() && seconds >= 0.0).then_some(seconds)
+    }
+
+    fn to_duration(&self) -> Option<Duration> {
+        Some(Duration::from_secs_f64(self.value()?.min(MAX_LIFETIME_SECS)))
+    }
+
+    /// As a moment: seconds since the epoch. The lifetime from now is then bounded like
+    /// `expires_in`.
+    fn to_lifetime_from_now(&self) -> Option<Duration> {
+        let expiry = UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(self.value()?).ok()?)?;
+        let lifetime = expiry.duration_since(SystemTime::now()).unwrap_or_default();
+        Some(lifetime.min(Duration::from_secs_f64(MAX_LIFETIME_SECS)))
     }
 }
 
@@ -81,6 +154,9 @@ impl Seconds {
 struct SuccessBody {
     access_token: Option<String>,
     expires_in: Option<Seconds>,
+    /// Managed identity endpoints: the expiry in seconds since the epoch (App Service sends
+    /// only this; IMDS both, as strings).
+    expires_on: Option<Seconds>,
     refresh_in: Option<Seconds>,
 }
 
@@ -126,7 +202,9 @@ fn parse_token_response_scrubbing(status: u16, body: &[u8], secrets: &[&Secret])
         // send an expired token.
         let expires_in = parsed
             .expires_in
+            .as_ref()
             .and_then(|s| s.to_duration())
+            .or_else(|| parsed.expires_on.as_ref()?.to_lifetime_from_now())
             .unwrap_or_default();
         let refresh_in = parsed
             .refresh_in
@@ -231,12 +309,19 @@ fn replace_ignoring_hex_case(text: &str, needle: &str) -> String {
     out
 }
 
-/// Asks for a token with the client_credentials grant, retrying transient failures with
-/// jittered exponential backoff. A 429 is returned at once, with its `Retry-After`.
-pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Result<TokenGrant> {
+/// Asks for a token (the client_credentials or refresh_token grant, or a managed identity's endpoint),
+/// retrying transient failures with jittered exponential backoff. A 429 is returned at once,
+/// with its `Retry-After`. The grant comes with when its (successful) request was sent.
+/// `last_assertion` receives the claims of each client assertion someone else made.
+pub async fn request_token(
+    http: &reqwest::Client,
+    config: &OAuth2Config,
+    last_assertion: &Mutex<Option<AssertionClaims>>,
+) -> Result<(TokenGrant, SentAt)> {
+    let credential = RequestCredential::prepare(config, last_assertion).await?;
     let mut attempt = 1;
     loop {
-        match request_once(http, config).await {
+        match request_once(http, config, &credential).await {
             Err(err) if attempt < MAX_ATTEMPTS && err.is_transient() && err.http_status() != Some(429) => {
                 let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
                 // Full jitter between half and all of the backoff: many transports started
@@ -250,71 +335,144 @@ pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Res
     }
 }
 
-async fn request_once(http: &reqwest::Client, config: &OAuth2Config) -> Result<TokenGrant> {
+/// What one token request (with its retries) proves itself with.
+enum RequestCredential<'a> {
+    Secret(&'a Secret),
+    /// Signed afresh for every attempt (each assertion has its own `jti`).
+    Certificate(&'a CertificateCredential),
+    /// From a federated token file or a callback: obtained once per token request (a
+    /// missing file or a failing callback is not helped by asking again at once).
+    External(Secret, AssertionClaims),
+    ManagedIdentity(&'a ManagedIdentity),
+}
+
+impl<'a> RequestCredential<'a> {
+    /// Reads the file or calls the callback; the assertion's claims go to `last_assertion`.
+    async fn prepare(
+        config: &'a OAuth2Config,
+        last_assertion: &Mutex<Option<AssertionClaims>>,
+    ) -> Result<Self> {
+        let assertion = match &config.credential {
+            ClientCredential::Secret(secret) => return Ok(RequestCredential::Secret(secret)),
+            ClientCredential::Certificate(certificate) => {
+                return Ok(RequestCredential::Certificate(certificate))
+            }
+            ClientCredential::ManagedIdentity(identity) => {
+                return Ok(RequestCredential::ManagedIdentity(identity))
+            }
+            ClientCredential::AssertionFile(file) => file.assertion().await?,
+            ClientCredential::AssertionCallback(callback) => {
+                callback.assertion(config.assertion_timeout).await?
+            }
+        };
+        let claims = AssertionClaims::of(assertion.expose()).unwrap_or_default();
+        *last_assertion.lock().unwrap_or_else(|e| e.into_inner()) = Some(claims.clone());
+        Ok(RequestCredential::External(assertion, claims))
+    }
+}
+
+async fn request_once(
+    http: &reqwest::Client,
+    config: &OAuth2Config,
+    credential: &RequestCredential<'_>,
+) -> Result<(TokenGrant, SentAt)> {
     let url = &config.token_url;
-    let (credential_field, credential_value, scrubbed) = match &config.credential {
-        ClientCredential::Secret(secret) => ("client_secret", secret.clone(), secret.clone()),
-        ClientCredential::Certificate(certificate) => {
-            let assertion = certificate.assertion(&config.client_id, url.as_str())?;
-            ("client_assertion", assertion.clone(), assertion)
-        }
+    let (credential_field, credential_value) = match credential {
+        RequestCredential::ManagedIdentity(identity) => return identity.request_once(http, config).await,
+        RequestCredential::Secret(secret) => ("client_secret", (*secret).clone()),
+        RequestCredential::Certificate(certificate) => (
+            "client_assertion",
+            certificate.assertion(&config.client_id, url.as_str())?,
+        ),
+        RequestCredential::External(assertion, _) => ("client_assertion", assertion.clone()),
     };
     let mut form = vec![
         ("client_id", config.client_id.as_str()),
         ("scope", config.scope.as_str()),
     ];
-    let mut scrubbed_too = Vec::new();
     match &config.grant {
         Grant::ClientCredentials => form.insert(0, ("grant_type", "client_credentials")),
         Grant::RefreshToken(refresh_token) => {
             form.insert(0, ("grant_type", "refresh_token"));
             form.push(("refresh_token", refresh_token.expose()));
-            scrubbed_too.push(refresh_token);
         }
     }
     if credential_field == "client_assertion" {
-        form.push((
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ));
+        form.push(("client_assertion_type", JWT_BEARER));
     }
     form.push((credential_field, credential_value.expose()));
+    let request = http.post(url.clone()).form(&form);
+    let outcome = exchange(request, config, &credential_value).await;
+    // Someone else's assertion: what it claims is what Entra ID matches against the app's
+    // federated credentials, worth showing when it is refused.
+    match credential {
+        RequestCredential::External(_, claims) => outcome.map_err(|err| with_assertion_claims(err, claims)),
+        _ => outcome,
+    }
+}
+
+/// Sends one token request and reads its answer: no redirect followed, a bounded body kept
+/// in zeroed memory, `Retry-After` on 429, the whole bounded by `oauth2.timeout`.
+/// `scrubbed` (the credential sent) and the refresh token of the grant, if any, are removed
+/// from any text that is kept.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    config: &OAuth2Config,
+    scrubbed: &Secret,
+) -> Result<(TokenGrant, SentAt)> {
+    let url = &config.token_url;
+    let sent = SentAt::now();
     let fetch = async {
-        let mut response = http.post(url.clone()).form(&form).send().await?;
+        let mut response = request.send().await?;
         let status = response.status().as_u16();
+        // The client follows no redirect: the secret goes to the configured URL only.
+        if response.status().is_redirection() {
+            return Ok(Err(redirect_refused(status, response.headers())));
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after);
-        let mut body = Vec::new();
+        // The body holds the access token: kept only in memory that is zeroed when freed.
+        let mut body = Zeroizing::new(Vec::new());
         while let Some(chunk) = response.chunk().await? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_RESPONSE_BYTES {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Ok(Err(Error::new(
                     ErrorKind::OAuth2,
                     format!("the token endpoint's answer exceeds {MAX_RESPONSE_BYTES} bytes"),
                 )
                 .with_http_status(status)));
             }
+            append_zeroizing(&mut body, &chunk);
         }
-        let secrets: Vec<&Secret> = std::iter::once(&scrubbed)
-            .chain(scrubbed_too.iter().copied())
-            .collect();
+        let mut secrets = vec![scrubbed];
+        if let Grant::RefreshToken(refresh_token) = &config.grant {
+            secrets.push(refresh_token);
+        }
         let mut outcome = parse_token_response_scrubbing(status, &body, &secrets);
         if status == 429 {
             let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER);
             outcome = outcome.map_err(|err| err.with_retry_after(wait));
         }
-        Ok::<_, reqwest::Error>(outcome)
+        if config.secret_trimmed {
+            outcome = outcome.map_err(note_trimmed_secret);
+        }
+        Ok::<_, reqwest::Error>(outcome.map(|grant| (grant, sent)))
     };
     match tokio::time::timeout(config.timeout, fetch).await {
         Ok(Ok(result)) => result,
-        Ok(Err(err)) => Err(Error::new(
-            ErrorKind::OAuth2,
-            format!("the token request to {url} failed: {}", describe_http_error(&err)),
-        )
-        .with_source(err.without_url())),
+        Ok(Err(err)) => {
+            let description = describe_http_error(&err);
+            let mut failure = Error::new(
+                ErrorKind::OAuth2,
+                format!("the token request to {url} failed: {description}"),
+            );
+            if description.contains("certificate") {
+                failure = failure.with_hint("The token endpoint's certificate is not trusted. If a TLS-inspecting proxy sits in between, add its CA with mail.smtp.oauth2.ca (or NODE_EXTRA_CA_CERTS); tls.ca and tls.rejectUnauthorized apply to SMTP only.");
+            }
+            Err(failure.with_source(err.without_url()))
+        }
         Err(_) => Err(Error::new(
             ErrorKind::OAuth2,
             format!(
@@ -323,6 +481,68 @@ async fn request_once(http: &reqwest::Client, config: &OAuth2Config) -> Result<T
             ),
         )),
     }
+}
+
+/// Adds the refused assertion's claims (never the assertion) to the hint of a refusal
+/// that is about the assertion: no matching federated credential, expired.
+fn with_assertion_claims(err: Error, claims: &AssertionClaims) -> Error {
+    let about_assertion = err.oauth_error().is_some_and(|body| {
+        body.error_codes.iter().any(|code| ASSERTION_CODES.contains(code)) || body.error == "invalid_client"
+    });
+    if !about_assertion {
+        return err;
+    }
+    let hint = format!(
+        "{} The assertion sent: {}.",
+        err.hint().unwrap_or_default(),
+        claims.describe(SystemTime::now())
+    );
+    err.with_hint(hint.trim_start().to_string())
+}
+
+/// Appends `chunk` without leaving a copy in freed memory: when `buffer` must grow, its
+/// content moves to a larger buffer and the old one is zeroed (a plain `Vec` would free it
+/// as it is).
+fn append_zeroizing(buffer: &mut Zeroizing<Vec<u8>>, chunk: &[u8]) {
+    let needed = buffer.len() + chunk.len();
+    if needed > buffer.capacity() {
+        let mut larger = Zeroizing::new(Vec::with_capacity(needed.max(buffer.capacity() * 2)));
+        larger.extend_from_slice(buffer);
+        *buffer = larger;
+    }
+    buffer.extend_from_slice(chunk);
+}
+
+/// A 3xx from the token endpoint: named with where it pointed, and not followed.
+fn redirect_refused(status: u16, headers: &reqwest::header::HeaderMap) -> Error {
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|location| reqwest::Url::parse(location).ok())
+        .and_then(|url| url.host_str().map(|host| format!(" to {host}")))
+        .unwrap_or_default();
+    Error::new(
+        ErrorKind::OAuth2,
+        format!("the token endpoint answered HTTP {status} (a redirect{target}): not followed, the credentials go only to the configured token URL"),
+    )
+    .with_http_status(status)
+    .with_hint("Set mail.smtp.oauth2.host (or tenantId and cloud) to the real token endpoint, https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token; a proxy that redirects token requests is not supported.")
+}
+
+/// Adds to an "invalid client secret" error that the configured secret had surrounding
+/// whitespace (which was removed, so the rest of the value is wrong too).
+fn note_trimmed_secret(err: Error) -> Error {
+    let wrong_secret = err
+        .oauth_error()
+        .is_some_and(|body| body.error_codes.contains(&7000215));
+    if !wrong_secret {
+        return err;
+    }
+    let hint = format!(
+        "{} Note: the configured clientSecret had leading or trailing whitespace (a newline from a file or an environment variable?), which was found and removed before sending; the value without it was refused too.",
+        err.hint().unwrap_or_default()
+    );
+    err.with_hint(hint.trim_start().to_string())
 }
 
 /// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
@@ -371,6 +591,30 @@ mod tests {
         let grant = parse_token_response(200, body, &secret()).unwrap();
         assert_eq!(grant.expires_in, Duration::from_secs(3599));
         assert_eq!(grant.refresh_in, Some(Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn managed_identity_answers_with_string_lifetimes_or_only_an_expiry_date() {
+        // IMDS: both, as strings.
+        let on = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3000;
+        let body = format!(
+            r#"{{"access_token":"t","expires_in":"3599","expires_on":"{on}","resource":"https://outlook.office365.com","token_type":"Bearer"}}"#
+        );
+        let grant = parse_token_response(200, body.as_bytes(), &secret()).unwrap();
+        assert_eq!(grant.expires_in, Duration::from_secs(3599));
+        // App Service (2019-08-01): only expires_on, seconds since the epoch.
+        let body = format!(r#"{{"access_token":"t","expires_on":"{on}","token_type":"Bearer"}}"#);
+        let grant = parse_token_response(200, body.as_bytes(), &secret()).unwrap();
+        assert!(
+            grant.expires_in > Duration::from_secs(2990) && grant.expires_in <= Duration::from_secs(3000),
+            "{:?}",
+            grant.expires_in
+        );
+        let past = br#"{"access_token":"t","expires_on":"1000"}"#;
+        assert!(parse_token_response(200, past, &secret())
+            .unwrap()
+            .expires_in
+            .is_zero());
     }
 
     #[test]
@@ -437,26 +681,164 @@ mod tests {
         assert_eq!(parse_retry_after("soon"), None);
     }
 
-    #[test]
-    fn renewal_margin_is_clamped_for_short_tokens() {
-        let now = Instant::now();
-        let grant = |secs| TokenGrant {
+    fn sent_at(wall_secs: f64) -> SentAt {
+        SentAt {
+            instant: Instant::now(),
+            wall: UNIX_EPOCH + Duration::from_secs_f64(wall_secs),
+        }
+    }
+
+    fn grant(secs: u64) -> TokenGrant {
+        TokenGrant {
             access_token: secret(),
             expires_in: Duration::from_secs(secs),
             refresh_in: None,
-        };
-        let long = grant(3599).into_token(now, Duration::from_secs(300));
+        }
+    }
+
+    fn jwt_with_exp(exp: serde_json::Value) -> Secret {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let claims = URL_SAFE_NO_PAD.encode(serde_json::json!({ "exp": exp }).to_string());
+        Secret::new(format!("eyJhbGciOiJub25lIn0.{claims}.sig"))
+    }
+
+    #[test]
+    fn renewal_margin_is_clamped_for_short_tokens() {
+        let sent = sent_at(1_000.0);
+        let now = sent.instant;
+        let long = grant(3599).into_token(sent, Duration::from_secs(300));
         assert_eq!(long.renew_at - now, Duration::from_secs(3299));
         assert_eq!(long.use_until - now, Duration::from_secs(3599 - 60));
-        let short = grant(2).into_token(now, Duration::from_secs(300));
+        let short = grant(2).into_token(sent, Duration::from_secs(300));
         assert_eq!(short.renew_at - now, Duration::from_secs(1));
         let hinted = TokenGrant {
             refresh_in: Some(Duration::from_secs(600)),
             ..grant(3599)
         };
         assert_eq!(
-            hinted.into_token(now, Duration::from_secs(300)).renew_at - now,
+            hinted.into_token(sent, Duration::from_secs(300)).renew_at - now,
             Duration::from_secs(600)
         );
+    }
+
+    #[test]
+    fn lifetime_counts_from_when_the_request_was_sent() {
+        // The answer took 3 s to arrive: expiry is still 3599 s after sending.
+        let sent = sent_at(1_000.0);
+        let token = grant(3599).into_token(sent, Duration::from_secs(300));
+        assert_eq!(token.expires_at - sent.instant, Duration::from_secs(3599));
+        assert_eq!(token.expires_at_wall, UNIX_EPOCH + Duration::from_secs(4599));
+        assert_eq!(token.use_until_wall, UNIX_EPOCH + Duration::from_secs(4599 - 60));
+    }
+
+    #[test]
+    fn a_jwt_is_never_used_past_its_exp_claim() {
+        // A 5 s token issued at .954: its exp (whole seconds) is 4.046 s after sending.
+        let sent = sent_at(995.954);
+        let token = TokenGrant {
+            access_token: jwt_with_exp(serde_json::json!(1000)),
+            ..grant(5)
+        }
+        .into_token(sent, Duration::from_secs(300));
+        assert_eq!(token.expires_at_wall, UNIX_EPOCH + Duration::from_secs(1000));
+        assert!(token.use_until_wall <= UNIX_EPOCH + Duration::from_secs(1000));
+        let exp = UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(token.freshness(sent.instant, exp), Freshness::Stale);
+        // A later exp than expires_in changes nothing; an exp already past means no use.
+        let later = TokenGrant {
+            access_token: jwt_with_exp(serde_json::json!(99_999)),
+            ..grant(5)
+        }
+        .into_token(sent, Duration::from_secs(300));
+        assert_eq!(later.expires_at - sent.instant, Duration::from_secs(5));
+        let past = TokenGrant {
+            access_token: jwt_with_exp(serde_json::json!(10)),
+            ..grant(3599)
+        }
+        .into_token(sent, Duration::from_secs(300));
+        assert_eq!(past.freshness(sent.instant, sent.wall), Freshness::Stale);
+    }
+
+    #[test]
+    fn a_suspended_machine_does_not_use_a_token_past_its_wall_clock_expiry() {
+        let sent = sent_at(1_000.0);
+        let token = grant(3599).into_token(sent, Duration::from_secs(300));
+        let just_after = sent.instant + Duration::from_secs(1);
+        assert_eq!(
+            token.freshness(just_after, sent.wall + Duration::from_secs(1)),
+            Freshness::Fresh
+        );
+        // Suspended for two hours: the monotonic clock stood still, the wall clock did not.
+        let after_resume = sent.wall + Duration::from_secs(7200);
+        assert_eq!(token.freshness(just_after, after_resume), Freshness::Stale);
+        let near_expiry = sent.wall + Duration::from_secs(3400);
+        assert_eq!(token.freshness(just_after, near_expiry), Freshness::DueForRenewal);
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_bounded_not_a_panic() {
+        for body in [
+            &br#"{"access_token":"t","expires_in":1e300,"refresh_in":1e300}"#[..],
+            br#"{"access_token":"t","expires_in":"1e999","refresh_in":"NaN"}"#,
+            br#"{"access_token":"t","expires_in":-5,"refresh_in":"-inf"}"#,
+            br#"{"access_token":"t","expires_in":18446744073709551615}"#,
+            br#"{"access_token":"t","expires_on":"1e300"}"#,
+            br#"{"access_token":"t","expires_on":1e18}"#,
+        ] {
+            let grant = parse_token_response(200, body, &secret()).unwrap();
+            assert!(grant.expires_in <= Duration::from_secs(1_000_000_000));
+            let token = grant.into_token(SentAt::now(), Duration::from_secs(300));
+            assert!(token.renew_at <= token.use_until);
+        }
+        assert_eq!(
+            parse_retry_after("99999999999999999999999999"),
+            None,
+            "a number beyond u64 is no Retry-After (the default wait applies)"
+        );
+        assert_eq!(
+            parse_retry_after(&u64::MAX.to_string()),
+            Some(Duration::from_secs(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn a_redirect_names_its_status_and_target_host() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::LOCATION,
+            "https://evil.example.net/steal?x=1".parse().unwrap(),
+        );
+        let err = redirect_refused(307, &headers);
+        assert_eq!(err.code(), "EOAUTH2");
+        assert_eq!(err.http_status(), Some(307));
+        assert!(
+            err.message()
+                .contains("HTTP 307 (a redirect to evil.example.net)"),
+            "{}",
+            err.message()
+        );
+        assert!(!err.message().contains("steal"));
+        assert!(err.is_permanent());
+    }
+
+    #[test]
+    fn a_trimmed_secret_is_mentioned_in_the_wrong_secret_hint() {
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}"#;
+        let err = note_trimmed_secret(parse_token_response(401, body, &secret()).unwrap_err());
+        let hint = err.hint().unwrap();
+        assert!(hint.contains("Value") && hint.contains("whitespace"), "{hint}");
+        let other = br#"{"error":"invalid_scope","error_description":"AADSTS70011: bad scope.","error_codes":[70011]}"#;
+        let err = note_trimmed_secret(parse_token_response(400, other, &secret()).unwrap_err());
+        assert!(!err.hint().unwrap().contains("whitespace"));
+    }
+
+    #[test]
+    fn the_response_buffer_grows_without_losing_bytes() {
+        let mut buffer = Zeroizing::new(Vec::new());
+        for chunk in [&b"ab"[..], b"cdefgh", b"", b"ijklmnopqrstuvwxyz"] {
+            append_zeroizing(&mut buffer, chunk);
+        }
+        assert_eq!(buffer.as_slice(), b"abcdefghijklmnopqrstuvwxyz");
     }
 }

@@ -11,47 +11,89 @@ use crate::hints::smtp_hint;
 const MAX_LINE_BYTES: u64 = 8 * 1024;
 const MAX_REPLY_LINES: usize = 128;
 
-/// The step of the SMTP dialogue, which decides the error kind of a refusal.
+/// The step of the SMTP dialogue: which replies count as success, and the error kind of
+/// the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Greeting,
     Ehlo,
     StartTls,
-    /// AUTH, with the command as sent (`AUTH XOAUTH2`, `AUTH PLAIN`, ...).
+    /// AUTH, or its last response, with the command as sent (`AUTH XOAUTH2`, ...).
     Auth(&'static str),
+    /// An AUTH step after which the server must ask for more (`AUTH LOGIN`, the user name).
+    AuthContinue(&'static str),
     MailFrom,
     RcptTo,
     Data,
-    /// The message content and its final `.`.
+    /// A BDAT chunk that is not the last.
+    Chunk,
+    /// The message content and its final `.` (or the last BDAT chunk).
     Message,
     Reset,
     Quit,
 }
 
+/// What RFC 5321 §4.3.2 (and RFC 4954, RFC 3030 for AUTH and BDAT) lets a step answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyRule {
+    /// The only replies that mean the command succeeded.
+    pub success: &'static [u16],
+    /// The kind of a 4xx (transient) or 5xx (permanent) reply. Any other code is
+    /// `EPROTOCOL`: the dialogue is out of step, and the connection is closed.
+    pub refusal: ErrorKind,
+}
+
 impl Step {
+    /// Every step, in dialogue order (the rows of the reply-code table).
+    #[cfg(test)]
+    pub const ALL: [Step; 12] = [
+        Step::Greeting,
+        Step::Ehlo,
+        Step::StartTls,
+        Step::Auth("AUTH"),
+        Step::AuthContinue("AUTH"),
+        Step::MailFrom,
+        Step::RcptTo,
+        Step::Data,
+        Step::Chunk,
+        Step::Message,
+        Step::Reset,
+        Step::Quit,
+    ];
+
+    /// The reply-code table: one row per step. The README shows it (a test keeps the two
+    /// equal).
+    pub fn rule(self) -> ReplyRule {
+        use ErrorKind::*;
+        let (success, refusal): (&'static [u16], ErrorKind) = match self {
+            Step::Greeting => (&[220], Connection),
+            Step::Ehlo => (&[250], Connection),
+            Step::StartTls => (&[220], Tls),
+            Step::Auth(_) => (&[235], Auth),
+            Step::AuthContinue(_) => (&[334], Auth),
+            Step::MailFrom => (&[250], Envelope),
+            Step::RcptTo => (&[250, 251], Envelope),
+            Step::Data => (&[354], Message),
+            Step::Chunk | Step::Message => (&[250], Message),
+            Step::Reset => (&[250], Connection),
+            Step::Quit => (&[221], Connection),
+        };
+        ReplyRule { success, refusal }
+    }
+
     /// The command as `err.command` reports it (nodemailer's names).
     pub fn command(self) -> &'static str {
         match self {
             Step::Greeting => "CONN",
             Step::Ehlo => "EHLO",
             Step::StartTls => "STARTTLS",
-            Step::Auth(command) => command,
+            Step::Auth(command) | Step::AuthContinue(command) => command,
             Step::MailFrom => "MAIL FROM",
             Step::RcptTo => "RCPT TO",
             Step::Data | Step::Message => "DATA",
+            Step::Chunk => "BDAT",
             Step::Reset => "RSET",
             Step::Quit => "QUIT",
-        }
-    }
-
-    /// The kind of a negative reply at this step.
-    fn refusal_kind(self) -> ErrorKind {
-        match self {
-            Step::Greeting | Step::Ehlo | Step::Reset | Step::Quit => ErrorKind::Connection,
-            Step::StartTls => ErrorKind::Tls,
-            Step::Auth(_) => ErrorKind::Auth,
-            Step::MailFrom | Step::RcptTo => ErrorKind::Envelope,
-            Step::Data | Step::Message => ErrorKind::Message,
         }
     }
 
@@ -60,10 +102,11 @@ impl Step {
             Step::Greeting => "the greeting",
             Step::Ehlo => "EHLO",
             Step::StartTls => "STARTTLS",
-            Step::Auth(_) => "authentication",
+            Step::Auth(_) | Step::AuthContinue(_) => "authentication",
             Step::MailFrom => "MAIL FROM",
             Step::RcptTo => "RCPT TO",
             Step::Data => "DATA",
+            Step::Chunk => "BDAT",
             Step::Message => "the message",
             Step::Reset => "RSET",
             Step::Quit => "QUIT",
@@ -80,10 +123,6 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn is_positive(&self) -> bool {
-        (200..400).contains(&self.code)
-    }
-
     pub fn to_smtp_reply(&self) -> SmtpReply {
         SmtpReply {
             code: self.code,
@@ -148,15 +187,42 @@ pub async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Reply
     }
 }
 
+/// Judges `reply` by the table: the reply itself when it is a success code of `step`, else
+/// the error it means.
+pub fn judge(step: Step, reply: &Reply) -> Result<(), Error> {
+    let rule = step.rule();
+    if rule.success.contains(&reply.code) {
+        Ok(())
+    } else if (400..600).contains(&reply.code) {
+        Err(refused(step, reply.to_smtp_reply()))
+    } else {
+        Err(out_of_step(step, reply.to_smtp_reply()))
+    }
+}
+
 /// A negative reply at `step`, with its kind, the reply, the command and a hint.
 pub fn refused(step: Step, reply: SmtpReply) -> Error {
     let message = format!("{} refused: {reply}", step.describe());
     let hint = smtp_hint(reply.code, &reply.text);
-    let mut err = Error::new(step.refusal_kind(), message).with_reply(step.command(), reply);
+    let mut err = Error::new(step.rule().refusal, message).with_reply(step.command(), reply);
     if let Some(hint) = hint {
         err = err.with_hint(hint);
     }
     err
+}
+
+/// A 2xx or 3xx reply that `step` does not allow (a 334 to AUTH PLAIN, a 250 to DATA).
+fn out_of_step(step: Step, reply: SmtpReply) -> Error {
+    let allowed: Vec<String> = step.rule().success.iter().map(u16::to_string).collect();
+    Error::new(
+        ErrorKind::Protocol,
+        format!(
+            "the server answered {} with {reply}, where only {} means success: the connection is closed",
+            step.command(),
+            allowed.join(" or ")
+        ),
+    )
+    .with_reply(step.command(), reply)
 }
 
 #[cfg(test)]
