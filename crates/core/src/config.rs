@@ -56,6 +56,17 @@ pub struct TransportConfig {
     pub max_recipients_per_message: usize,
     /// Send the content in BDAT chunks when the server offers CHUNKING (else after DATA).
     pub chunking: bool,
+    /// `api: 'graph'`: messages go to Microsoft Graph's sendMail over HTTPS, not SMTP.
+    pub graph: Option<GraphOptions>,
+}
+
+/// `api: 'graph'`: where Microsoft Graph is and what sendMail is asked to do.
+#[derive(Debug, Clone)]
+pub struct GraphOptions {
+    /// The API root, `https://graph.microsoft.com/v1.0` or the cloud's (`graphUrl`).
+    pub base_url: reqwest::Url,
+    /// `saveToSentItems` (Graph's default: true).
+    pub save_to_sent_items: bool,
 }
 
 /// How the SMTP server is reached: nodemailer's `proxy`, `localAddress`, `dnsTimeout`.
@@ -162,12 +173,21 @@ impl TransportConfig {
         if !matches!(smtp, Value::Object(_)) {
             return Err(root.wrong_type("an object"));
         }
-        let host = root.child("host").string()?.trim().to_string();
+        let graph = parse_graph(&root)?;
+        // Graph needs no SMTP server.
+        let host = match graph {
+            Some(_) => root.child("host").optional_string()?.unwrap_or_default(),
+            None => root.child("host").string()?,
+        }
+        .trim()
+        .to_string();
         let port_field = root.child("port");
         let secure = root.child("secure").optional_bool()?;
         let port = match port_field.optional_integer(1..=65535)? {
             Some(port) => port as u16,
-            None if root.child("type").is_present() || root.child("oauth2").is_present() => {
+            None if graph.is_none()
+                && (root.child("type").is_present() || root.child("oauth2").is_present()) =>
+            {
                 return Err(port_field.missing());
             }
             None if secure == Some(true) => 465,
@@ -184,7 +204,12 @@ impl TransportConfig {
             }
             None => None,
         };
-        let auth = parse_auth(&root, extra_ca_file)?;
+        let auth = parse_auth(&root, extra_ca_file, graph.is_some())?;
+        if graph.is_some() && !matches!(auth, Auth::OAuth2 { .. }) {
+            return Err(root
+                .child("type")
+                .error("must be 'oauth2' with api: 'graph' (Microsoft Graph takes only OAuth2 tokens)"));
+        }
 
         Ok(TransportConfig {
             host,
@@ -198,7 +223,7 @@ impl TransportConfig {
                 socket: timeout(&root.child("socketTimeout"), DEFAULT_SOCKET_TIMEOUT)?,
             },
             debug: root.child("debug").optional_bool()?.unwrap_or(false),
-            pool: parse_pool(&root, &auth)?,
+            pool: parse_pool(&root, &auth, graph.is_some())?,
             max_retries: root
                 .child("maxRetries")
                 .optional_integer(0..=20)?
@@ -212,6 +237,7 @@ impl TransportConfig {
                 as usize,
             chunking: root.child("chunking").optional_bool()?.unwrap_or(false),
             auth,
+            graph,
         })
     }
 
@@ -223,6 +249,8 @@ impl TransportConfig {
 
 /// Exchange Online allows 3 concurrent connections per mailbox; nodemailer's default is 5.
 const EXCHANGE_MAX_CONNECTIONS: u64 = 3;
+/// Outlook's Graph limit: 4 concurrent requests per app and mailbox.
+pub const GRAPH_MAX_CONCURRENT_REQUESTS: u64 = 4;
 const DEFAULT_MAX_CONNECTIONS: u64 = 5;
 const DEFAULT_MAX_MESSAGES: usize = 100;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -231,11 +259,12 @@ const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Exchange Online's limit of recipients per message.
 const DEFAULT_MAX_RECIPIENTS_PER_MESSAGE: u64 = 500;
 
-fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
+fn parse_pool(root: &Field, auth: &Auth, graph: bool) -> Result<Option<PoolOptions>> {
     if !root.child("pool").optional_bool()?.unwrap_or(false) {
         return Ok(None);
     }
     let default_connections = match auth {
+        _ if graph => GRAPH_MAX_CONCURRENT_REQUESTS,
         Auth::OAuth2 { .. } => EXCHANGE_MAX_CONNECTIONS,
         _ => DEFAULT_MAX_CONNECTIONS,
     };
@@ -243,6 +272,12 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
         .child("maxConnections")
         .optional_integer(1..=100)?
         .unwrap_or(default_connections);
+    // With Graph, `maxConnections` counts concurrent requests, which Outlook caps.
+    let max_connections = if graph {
+        max_connections.min(GRAPH_MAX_CONCURRENT_REQUESTS)
+    } else {
+        max_connections
+    };
     let max_messages_field = root.child("maxMessages");
     let max_messages = match max_messages_field.value() {
         // As in nodemailer, `maxMessages: Infinity` never replaces a connection.
@@ -266,7 +301,7 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     }))
 }
 
-fn parse_auth(root: &Field, extra_ca_file: Option<&[u8]>) -> Result<Auth> {
+fn parse_auth(root: &Field, extra_ca_file: Option<&[u8]>, graph: bool) -> Result<Auth> {
     let auth = root.child("auth");
     auth.optional_object()?;
     let is_oauth2 = match root.child("type").optional_string()? {
@@ -276,7 +311,7 @@ fn parse_auth(root: &Field, extra_ca_file: Option<&[u8]>) -> Result<Auth> {
     };
     if is_oauth2 {
         let user = auth.child("user").string()?.trim().to_string();
-        let oauth2 = parse_oauth2(&root.child("oauth2"), extra_ca_file)?;
+        let oauth2 = parse_oauth2(&root.child("oauth2"), extra_ca_file, graph)?;
         return Ok(Auth::OAuth2 {
             user,
             oauth2: Box::new(oauth2),
@@ -321,7 +356,85 @@ const CLOUDS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Config> {
+/// Microsoft Graph in each cloud (`api: 'graph'`): the token scope and the API root
+/// (learn.microsoft.com, "National cloud deployments").
+const GRAPH_CLOUDS: [(&str, &str, &str); 3] = [
+    (
+        "global",
+        "https://graph.microsoft.com/.default",
+        "https://graph.microsoft.com/v1.0",
+    ),
+    (
+        "usgov",
+        "https://graph.microsoft.us/.default",
+        "https://graph.microsoft.us/v1.0",
+    ),
+    (
+        "china",
+        "https://microsoftgraph.chinacloudapi.cn/.default",
+        "https://microsoftgraph.chinacloudapi.cn/v1.0",
+    ),
+];
+
+/// The Graph scope and API root of `oauth2.cloud` (global when absent or an authority URL).
+fn graph_cloud(oauth2: &Field) -> Result<(&'static str, &'static str)> {
+    let name = oauth2.child("cloud").optional_string()?.unwrap_or("global");
+    let (_, scope, url) = GRAPH_CLOUDS
+        .iter()
+        .find(|(cloud, _, _)| cloud.eq_ignore_ascii_case(name))
+        .unwrap_or(&GRAPH_CLOUDS[0]);
+    Ok((scope, url))
+}
+
+/// `api` (`'smtp'`, the default, or `'graph'`), `graphUrl` and `saveToSentItems`.
+fn parse_graph(root: &Field) -> Result<Option<GraphOptions>> {
+    let api = root.child("api");
+    match api.optional_string()?.map(str::trim) {
+        None => {}
+        Some(name) if name.eq_ignore_ascii_case("smtp") => {}
+        Some(name) if name.eq_ignore_ascii_case("graph") => {}
+        Some(_) => return Err(api.wrong_type("'smtp' or 'graph'")),
+    }
+    let is_graph = api
+        .optional_string()?
+        .is_some_and(|name| name.trim().eq_ignore_ascii_case("graph"));
+    let url_field = root.child("graphUrl");
+    let save_field = root.child("saveToSentItems");
+    if !is_graph {
+        for field in [&url_field, &save_field] {
+            if field.is_present() {
+                return Err(field.error("is only used with api: 'graph'"));
+            }
+        }
+        return Ok(None);
+    }
+    let base_url = match url_field.optional_string()? {
+        Some(text) => {
+            let url = reqwest::Url::parse(text.trim()).map_err(|err| {
+                url_field.error(format!(
+                    "must be the Graph API root such as https://graph.microsoft.com/v1.0, got {text:?} ({err})"
+                ))
+            })?;
+            match url.scheme() {
+                "https" => url,
+                "http" if is_loopback(&url) => url,
+                _ => {
+                    return Err(url_field.error(format!(
+                        "must be an https:// URL (the access token must not travel unencrypted), got {text:?}"
+                    )))
+                }
+            }
+        }
+        None => reqwest::Url::parse(graph_cloud(&root.child("oauth2"))?.1)
+            .expect("the cloud table holds valid URLs"),
+    };
+    Ok(Some(GraphOptions {
+        base_url,
+        save_to_sent_items: save_field.optional_bool()?.unwrap_or(true),
+    }))
+}
+
+fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>, graph: bool) -> Result<OAuth2Config> {
     if field.optional_object()?.is_none() {
         return Err(field.missing());
     }
@@ -350,6 +463,10 @@ fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Con
             (url, scope)
         }
         (false, None) => return Err(url_field.missing()),
+    };
+    let default_scope = match graph {
+        true => Some(graph_cloud(field)?.0),
+        false => default_scope,
     };
     let scope = match (field.child("scope").optional_string()?, default_scope) {
         (Some(scope), _) => scope.trim().to_string(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::{Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::graph::GraphClient;
 use crate::log::Logger;
 use crate::message::OutgoingMessage;
 use crate::oauth::{AccessToken, TokenProvider, TokenReport};
@@ -19,6 +20,8 @@ pub struct Connector {
     pub(crate) logger: Logger,
     /// One per transport, shared by every send and connection (`None` without OAuth2).
     pub(crate) tokens: Option<Arc<TokenProvider>>,
+    /// `api: 'graph'`: messages go to Microsoft Graph instead of an SMTP connection.
+    pub(crate) graph: Option<GraphClient>,
 }
 
 /// The first retry waits about this long; each further one twice as long.
@@ -32,6 +35,12 @@ pub fn should_retry(err: &Error, attempt: u32, max_retries: u32) -> bool {
     attempt <= max_retries && err.is_transient() && err.kind() != ErrorKind::OAuth2
 }
 
+/// How long to wait before retry number `attempt` of a send that failed with `err`: what
+/// the server asked for (Graph's `Retry-After`), else [`retry_delay`].
+pub fn retry_wait(err: &Error, attempt: u32) -> Duration {
+    err.retry_after().unwrap_or_else(|| retry_delay(attempt))
+}
+
 /// Jittered exponential backoff before retry number `attempt`.
 pub fn retry_delay(attempt: u32) -> Duration {
     let backoff = FIRST_RETRY_DELAY * 2u32.pow(attempt.saturating_sub(1).min(6));
@@ -39,33 +48,43 @@ pub fn retry_delay(attempt: u32) -> Duration {
 }
 
 impl Connector {
-    /// Sends over a connection of its own (nodemailer without `pool`), retrying transient
-    /// failures on a new connection.
+    /// Sends over a connection of its own (nodemailer without `pool`), or to Microsoft
+    /// Graph, retrying transient failures (on a new connection).
     pub async fn send_unpooled(&self, message: &OutgoingMessage) -> Result<Delivery> {
         let mut attempt = 1;
         loop {
-            let outcome = match self.open_connection().await {
-                Ok(mut connection) => match contained(connection.send(message)).await {
-                    Ok(outcome) => {
-                        // The send is settled by the reply to the message: QUIT need not
-                        // be waited for.
-                        tokio::spawn(connection.quit());
-                        outcome
-                    }
-                    // A bug: the connection's state is unknown, so it is dropped, not reused.
-                    Err(Panicked) => Err(panic_error(connection.message_may_have_left())),
+            let outcome = match &self.graph {
+                Some(graph) => match contained(graph.send(message)).await {
+                    Ok(outcome) => outcome,
+                    // A bug: whether the request left is unknown.
+                    Err(Panicked) => Err(panic_error(true)),
                 },
-                Err(err) => Err(err),
+                None => self.send_over_smtp(message).await,
             };
             match outcome {
                 Err(err) if should_retry(&err, attempt, self.config.max_retries) => {
                     self.logger
                         .warn(|| format!("attempt {attempt} failed, retrying: {}", err.message()));
-                    tokio::time::sleep(retry_delay(attempt)).await;
+                    tokio::time::sleep(retry_wait(&err, attempt)).await;
                     attempt += 1;
                 }
                 outcome => return outcome.map_err(|err| err.with_attempts(attempt)),
             }
+        }
+    }
+
+    /// One attempt over a new SMTP connection.
+    async fn send_over_smtp(&self, message: &OutgoingMessage) -> Result<Delivery> {
+        let mut connection = self.open_connection().await?;
+        match contained(connection.send(message)).await {
+            Ok(outcome) => {
+                // The send is settled by the reply to the message: QUIT need not be
+                // waited for.
+                tokio::spawn(connection.quit());
+                outcome
+            }
+            // A bug: the connection's state is unknown, so it is dropped, not reused.
+            Err(Panicked) => Err(panic_error(connection.message_may_have_left())),
         }
     }
 

@@ -8,5 +8,5 @@ mod token;
 
 pub use claims::{inspect, Expectations, TokenProblem, TokenReport};
 pub use credential::{CertificateCredential, ClientCredential};
-pub use provider::{TokenListener, TokenProvider};
+pub use provider::{http_client_builder, TokenListener, TokenProvider};
 pub use token::{parse_token_response, AccessToken, Freshness, SentAt, TokenGrant};
