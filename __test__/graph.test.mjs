@@ -9,7 +9,8 @@ import { simpleParser } from 'mailparser';
 import { makeTestPki, makeUntrustedPki } from './support/certs.mjs';
 import { loadTransport, TEST_CLIENT_ID, TEST_CLIENT_SECRET, TEST_USER } from './support/config.mjs';
 import { closeWithin } from './support/env.mjs';
-import { assertCode, rejection } from './support/errors.mjs';
+import { captureLogger } from './support/canary.mjs';
+import { assertCode, assertNoSecrets, rejection, secretForms } from './support/errors.mjs';
 import { CHUNK_UNIT, GRAPH_CLAIMS, GRAPH_SCOPE, graphError, startGraphServer } from './support/graph-server.mjs';
 import { startTokenServer } from './support/token-server.mjs';
 
@@ -366,4 +367,34 @@ test('config: api and graphUrl are checked, host and port are not needed', () =>
         () => createTransport({ host: 'smtp.example.com', port: 587, graphUrl: graph.url }),
         err => err.code === 'ECONFIG' && /mail\.smtp\.graphUrl is only used with api: 'graph'/.test(err.message)
     );
+});
+
+test('secrets: Graph errors (EAUTH, EENVELOPE, EMESSAGE, ECONNECTION, EUNKNOWN_DELIVERY) and the debug log carry no token or secret', T, async t => {
+    reset(t);
+    const capture = captureLogger();
+    const transport = track(createTransport(graphConfig({ logger: capture.logger, debug: true, maxRetries: 0 })));
+    const answers = [
+        (req, res) => graph.answer(res, 403, graphError('ErrorAccessDenied', 'Access is denied.')),
+        (req, res) => graph.answer(res, 401, graphError('InvalidAuthenticationToken', 'expired')),
+        (req, res) => graph.answer(res, 400, graphError('ErrorInvalidRecipients', 'bad')),
+        (req, res) => graph.answer(res, 400, graphError('ErrorMessageSizeExceeded', 'too big')),
+        (req, res) => graph.answer(res, 429, graphError('ApplicationThrottled', 'slow down'), { 'Retry-After': '0' }),
+        req => req.socket.destroy()
+    ];
+    const errors = [];
+    for (const respond of answers) {
+        graph.setHandler((req, res, record, next) => (record.path.endsWith('/sendMail') ? respond(req, res) : next()));
+        errors.push(await rejection(transport.sendMail({ from: TEST_USER, to: 'rcpt@example.com', subject: 's', text: 'x' })));
+    }
+    assert.deepEqual(errors.map(e => e.code), ['EAUTH', 'EAUTH', 'EENVELOPE', 'EMESSAGE', 'ECONNECTION', 'EUNKNOWN_DELIVERY']);
+    await capture.settle();
+    const secrets = { 'client secret': secretForms(TEST_CLIENT_SECRET) };
+    token.issued.forEach((issued, i) => {
+        secrets[`token ${i}`] = [issued, `Bearer ${issued}`];
+    });
+    for (const err of errors) {
+        assertNoSecrets(err, secrets);
+    }
+    assertNoSecrets({ message: capture.text() }, secrets);
+    assert.match(capture.text(), /POST \/v1\.0\/users\/.*\/sendMail/, 'the debug transcript names the requests');
 });
