@@ -1097,4 +1097,110 @@ mod tests {
         let message = error_of(&set(&tas_config(), &["dnsTimeout"], Value::Number(0.0)));
         assert!(message.starts_with("mail.smtp.dnsTimeout must be"), "{message}");
     }
+
+    fn graph_config() -> Value {
+        let config = without(&without(&tas_config(), &["host"]), &["port"]);
+        let config = without(&config, &["oauth2", "scope"]);
+        set(&config, &["api"], Value::str("graph"))
+    }
+
+    #[test]
+    fn api_graph_needs_no_host_and_defaults_to_the_clouds_graph() {
+        let parsed = TransportConfig::from_value(&graph_config(), None).unwrap();
+        let graph = parsed.graph.as_ref().unwrap();
+        assert_eq!(graph.base_url.as_str(), "https://graph.microsoft.com/v1.0");
+        assert!(graph.save_to_sent_items);
+        assert_eq!(
+            oauth2_of(&graph_config()).scope,
+            "https://graph.microsoft.com/.default"
+        );
+        let usgov = set(&graph_config(), &["oauth2", "cloud"], Value::str("usgov"));
+        let parsed = TransportConfig::from_value(&usgov, None).unwrap();
+        assert_eq!(
+            parsed.graph.unwrap().base_url.as_str(),
+            "https://graph.microsoft.us/v1.0"
+        );
+        assert_eq!(oauth2_of(&usgov).scope, "https://graph.microsoft.us/.default");
+        let china = set(&graph_config(), &["oauth2", "cloud"], Value::str("china"));
+        assert_eq!(
+            oauth2_of(&china).scope,
+            "https://microsoftgraph.chinacloudapi.cn/.default"
+        );
+        assert!(TransportConfig::from_value(&tas_config(), None)
+            .unwrap()
+            .graph
+            .is_none());
+    }
+
+    #[test]
+    fn graph_options_are_checked() {
+        let pooled = set(&graph_config(), &["pool"], Value::Bool(true));
+        let pooled = set(&pooled, &["maxConnections"], Value::Number(10.0));
+        let parsed = TransportConfig::from_value(&pooled, None).unwrap();
+        assert_eq!(
+            parsed.pool.unwrap().max_connections,
+            4,
+            "Outlook's 4 concurrent requests"
+        );
+        let default_pool = set(&graph_config(), &["pool"], Value::Bool(true));
+        assert_eq!(
+            TransportConfig::from_value(&default_pool, None)
+                .unwrap()
+                .pool
+                .unwrap()
+                .max_connections,
+            4
+        );
+        let no_copy = set(&graph_config(), &["saveToSentItems"], Value::Bool(false));
+        assert!(
+            !TransportConfig::from_value(&no_copy, None)
+                .unwrap()
+                .graph
+                .unwrap()
+                .save_to_sent_items
+        );
+        for (path, value, expected) in [
+            (
+                "api",
+                Value::str("rest"),
+                "mail.smtp.api must be 'smtp' or 'graph'",
+            ),
+            (
+                "graphUrl",
+                Value::str("http://graph.example.com/v1.0"),
+                "mail.smtp.graphUrl must be an https:// URL",
+            ),
+            (
+                "graphUrl",
+                Value::str("not a url"),
+                "mail.smtp.graphUrl must be the Graph API root",
+            ),
+            (
+                "saveToSentItems",
+                Value::str("no"),
+                "mail.smtp.saveToSentItems must be",
+            ),
+        ] {
+            let message = error_of(&set(&graph_config(), &[path], value));
+            assert!(message.starts_with(expected), "{message}");
+        }
+        let local = set(
+            &graph_config(),
+            &["graphUrl"],
+            Value::str("http://127.0.0.1:8080/v1.0"),
+        );
+        assert!(TransportConfig::from_value(&local, None).is_ok());
+        let smtp_with_graph_url = set(
+            &tas_config(),
+            &["graphUrl"],
+            Value::str("https://graph.microsoft.com/v1.0"),
+        );
+        assert_eq!(
+            error_of(&smtp_with_graph_url),
+            "mail.smtp.graphUrl is only used with api: 'graph'"
+        );
+        let basic = without(&without(&graph_config(), &["type"]), &["oauth2"]);
+        let basic = set(&basic, &["auth", "pass"], Value::str("pw"));
+        assert!(error_of(&basic).starts_with("mail.smtp.type must be 'oauth2' with api: 'graph'"));
+    }
 }

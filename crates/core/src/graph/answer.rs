@@ -38,6 +38,7 @@ pub fn graph_error(
         ErrorKind::Connection => "Microsoft Graph is unavailable",
         ErrorKind::Auth => "Microsoft Graph refused the app",
         ErrorKind::Envelope => "Microsoft Graph refused the recipients",
+        ErrorKind::Protocol => "Microsoft Graph answered with a redirect, which is not followed",
         _ => "Microsoft Graph refused the message",
     };
     let mut err = Error::new(
@@ -74,6 +75,8 @@ fn classify(status: u16, code: &str) -> (ErrorKind, Option<&'static str>) {
             Some("The message is larger than the mailbox's maximum send size (35 MB by default; an Exchange administrator can raise it with Set-Mailbox -MaxSendSize)."),
         ),
         (408 | 429, _) | (500..=599, _) => (ErrorKind::Connection, None),
+        // Never followed: the next request would carry the token to wherever it points.
+        (300..=399, _) => (ErrorKind::Protocol, None),
         _ => (ErrorKind::Message, None),
     }
 }
@@ -110,6 +113,7 @@ mod tests {
             (413, "RequestBodyTooLarge", "EMESSAGE"),
             (429, "ApplicationThrottled", "ECONNECTION"),
             (503, "ServiceUnavailable", "ECONNECTION"),
+            (307, "", "EPROTOCOL"),
         ];
         for (status, code, expected) in cases {
             let err = graph_error(

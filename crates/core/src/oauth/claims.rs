@@ -254,6 +254,38 @@ mod tests {
     }
 
     #[test]
+    fn with_a_graph_scope_a_graph_token_needs_mail_send() {
+        let graph = Expectations {
+            scope: "https://graph.microsoft.com/.default",
+            ..expected()
+        };
+        let codes = |claims: serde_json::Value| -> Vec<&str> {
+            inspect(&jwt(claims), &graph)
+                .problems
+                .iter()
+                .map(|p| p.code)
+                .collect()
+        };
+        assert!(codes(serde_json::json!({"aud":"https://graph.microsoft.com","roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})).is_empty());
+        assert!(codes(
+            serde_json::json!({"aud":GRAPH_APP_ID,"roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})
+        )
+        .is_empty());
+        assert_eq!(
+            codes(
+                serde_json::json!({"aud":"https://graph.microsoft.com","roles":["User.Read.All"],"tid":TENANT,"appid":"app1"})
+            ),
+            ["ROLE_MISSING"]
+        );
+        assert_eq!(
+            codes(
+                serde_json::json!({"aud":"https://outlook.office365.com","roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})
+            ),
+            ["AUDIENCE"]
+        );
+    }
+
+    #[test]
     fn a_domain_tenant_says_nothing_about_tid() {
         let token = jwt(
             serde_json::json!({"aud":"https://outlook.office365.com","roles":["SMTP.SendAsApp"],"tid":OTHER_TENANT,"appid":"app1"}),
