@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
+import util from 'node:util';
 import { after, before, test } from 'node:test';
 import { simpleParser } from 'mailparser';
 import { makeTestPki, makeUntrustedPki } from './support/certs.mjs';
@@ -355,7 +356,10 @@ test('a redirect is not followed: the token never goes to another host', T, asyn
 });
 
 test('config: api and graphUrl are checked, host and port are not needed', () => {
-    assert.doesNotThrow(() => createTransport(graphConfig()).close());
+    const transport = createTransport(graphConfig());
+    assert.match(util.inspect(transport), /api: 'graph'/, 'inspection says where mail goes');
+    assert.doesNotMatch(util.inspect(transport), /host:/);
+    transport.close();
     const bad = [
         [{ api: 'graf' }, /mail\.smtp\.api must be 'smtp' or 'graph'/],
         [{ graphUrl: 'http://graph.example.com/v1.0' }, /mail\.smtp\.graphUrl must be an https:\/\/ URL/],
