@@ -288,6 +288,23 @@ for (const status of [429, 503, 504]) {
     });
 }
 
+test('pooled: a 429 with Retry-After is waited out and retried in the pool', T, async t => {
+    reset(t);
+    let calls = 0;
+    graph.setHandler((req, res, record, next) => {
+        if (record.path.endsWith('/sendMail') && ++calls === 1) {
+            return graph.answer(res, 429, graphError('ApplicationThrottled', 'later'), { 'Retry-After': '1' });
+        }
+        return next();
+    });
+    const transport = track(createTransport(graphConfig({ pool: true })));
+    const info = await transport.sendMail({ from: TEST_USER, to: 'rcpt@example.com', subject: 's', text: 'x' });
+    assert.match(info.response, /^HTTP\/1\.1 202/);
+    const tries = graph.requests.filter(r => r.path.endsWith('/sendMail')).slice(-2);
+    assert.ok(tries[1].at - tries[0].at >= 900, `waited ${tries[1].at - tries[0].at} ms, Retry-After said 1 s`);
+    assert.equal(transport.isIdle(), true);
+});
+
 test('throttling beyond maxRetries is ECONNECTION with retryAfter and the attempts', T, async t => {
     reset(t);
     graph.setHandler((req, res, record, next) =>
