@@ -86,6 +86,7 @@ test('text, HTML, Unicode, a small attachment and a calendar invitation arrive t
     reset(t);
     const transport = track(createTransport(graphConfig()));
     const tokenRequestsBefore = token.requests.length;
+    assert.equal(await transport.verify(), true, 'verify(): a Graph token with Mail.Send');
     const before = graph.sent.length;
     const small = crypto.randomBytes(20000);
     const messages = [

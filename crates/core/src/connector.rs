@@ -27,12 +27,19 @@ pub struct Connector {
 /// The first retry waits about this long; each further one twice as long.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 
+/// A server asking to wait longer than this (Graph's `Retry-After`) gets the error back at
+/// once, with `retryAfter`, rather than a send (and `close()`) held for that long.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
+
 /// Whether a failed send should be tried again: transient failures (4xx replies, lost
-/// connections, timeouts before the message was sent), within `max_retries`. Never an
-/// `EUNKNOWN_DELIVERY` (it may have been delivered) nor a token endpoint error (the token
-/// provider has its own retries).
+/// connections, timeouts before the message was sent, Graph's 429/5xx), within
+/// `max_retries` and [`MAX_RETRY_WAIT`]. Never an `EUNKNOWN_DELIVERY` (it may have been
+/// delivered) nor a token endpoint error (the token provider has its own retries).
 pub fn should_retry(err: &Error, attempt: u32, max_retries: u32) -> bool {
-    attempt <= max_retries && err.is_transient() && err.kind() != ErrorKind::OAuth2
+    attempt <= max_retries
+        && err.is_transient()
+        && err.kind() != ErrorKind::OAuth2
+        && err.retry_after().is_none_or(|wait| wait <= MAX_RETRY_WAIT)
 }
 
 /// How long to wait before retry number `attempt` of a send that failed with `err`: what
@@ -199,4 +206,27 @@ impl Connector {
 /// A refusal that a fresh token may cure: 535 (or the 334 challenge, reported as 535).
 fn is_token_refusal(err: &Error) -> bool {
     err.kind() == ErrorKind::Auth && err.reply().is_some_and(|reply| reply.code == 535)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_after_is_waited_unless_it_is_too_long() {
+        let throttled = |seconds| {
+            Error::new(ErrorKind::Connection, "429")
+                .with_http_status(429)
+                .with_retry_after(Duration::from_secs(seconds))
+        };
+        assert!(should_retry(&throttled(3), 1, 3));
+        assert_eq!(retry_wait(&throttled(3), 1), Duration::from_secs(3));
+        assert!(
+            !should_retry(&throttled(3600), 1, 3),
+            "an hour is the caller's to wait"
+        );
+        assert!(!should_retry(&throttled(3), 4, 3), "maxRetries bounds it");
+        let lost = Error::new(ErrorKind::Connection, "reset");
+        assert!(retry_wait(&lost, 1) <= FIRST_RETRY_DELAY);
+    }
 }

@@ -8,7 +8,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use super::mime::{base64, split_attachments, Attachment};
+use super::mime::{base64, base64_len, split_attachments, Attachment};
 use super::{GraphClient, MAX_REQUEST_BYTES};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -19,7 +19,7 @@ pub const UPLOAD_CHUNK_BYTES: usize = 12 * 320 * 1024;
 
 /// Sends `mime` through a draft; returns the status line of the final `send`.
 pub async fn send(client: &GraphClient, mime: Vec<u8>) -> Result<String> {
-    let (mime, attachments) = match base64(&mime).len() > MAX_REQUEST_BYTES {
+    let (mime, attachments) = match base64_len(mime.len()) > MAX_REQUEST_BYTES {
         true => split_attachments(&mime),
         false => (mime, Vec::new()),
     };

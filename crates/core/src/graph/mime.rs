@@ -218,6 +218,11 @@ fn parameter(value: &str, name: &str) -> Option<String> {
     None
 }
 
+/// The length of `len` bytes in base64, padding included.
+pub fn base64_len(len: usize) -> usize {
+    len.div_ceil(3) * 4
+}
+
 /// `bytes` as one base64 string (Graph's MIME body).
 pub fn base64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
@@ -282,6 +287,13 @@ mod tests {
             ),
             (Some("logo"), true, &b"PNG"[..])
         );
+    }
+
+    #[test]
+    fn base64_len_is_the_encoded_length() {
+        for len in [0, 1, 2, 3, 4, 5, 6, 1000, 4 * 1024 * 1024] {
+            assert_eq!(base64_len(len), base64(&vec![0; len]).len(), "{len}");
+        }
     }
 
     #[test]

@@ -84,8 +84,8 @@ impl GraphClient {
     /// Sends `message`; resolves on Graph's 202, which is final.
     pub async fn send(&self, message: &OutgoingMessage) -> Result<Delivery> {
         let mime = mime::with_bcc(&message.body.to_vec(), &message.envelope_to);
-        let encoded = mime::base64(&mime);
-        let response = if encoded.len() > MAX_REQUEST_BYTES || !self.options.save_to_sent_items {
+        let response = if mime::base64_len(mime.len()) > MAX_REQUEST_BYTES || !self.options.save_to_sent_items
+        {
             self.logger.info(|| {
                 format!(
                     "sending {} through a Graph draft ({} bytes of MIME{})",
@@ -105,7 +105,7 @@ impl GraphClient {
                 reqwest::Method::POST,
                 &["sendMail"],
                 "text/plain",
-                encoded.into_bytes(),
+                mime::base64(&mime).into_bytes(),
                 true,
             );
             self.execute(call).await?
