@@ -176,6 +176,58 @@ test('a 10 MB attachment goes through a draft and an upload session in 320 KiB m
     assert.ok(uploads.every(r => r.headers.authorization === undefined), 'no bearer token goes to the upload URL');
 });
 
+test('a 429 during the upload deletes the draft; the whole message is sent again after Retry-After', T, async t => {
+    reset(t);
+    let uploads = 0;
+    graph.setHandler((req, res, record, next) => {
+        if (record.path.startsWith('/upload/') && ++uploads === 2) {
+            return graph.answer(res, 429, graphError('ApplicationThrottled', 'later'), { 'Retry-After': '1' });
+        }
+        return next();
+    });
+    const transport = track(createTransport(graphConfig()));
+    const before = graph.sent.length;
+    const big = crypto.randomBytes(5 * 1024 * 1024);
+    await transport.sendMail({ from: TEST_USER, to: 'rcpt@example.com', subject: 'retry', text: 'x', attachments: [{ filename: 'big.bin', content: big }] });
+    assert.equal(graph.sent.length - before, 1, 'sent once');
+    assert.ok(graph.sent.at(-1).attachments[0].content.equals(big));
+    assert.equal(graph.drafts.size, 0, 'the abandoned draft was deleted');
+    assert.equal(graph.requests.filter(r => r.method === 'DELETE').length >= 1, true);
+});
+
+test('a draft step refused (no Mail.ReadWrite) is EAUTH naming Mail.ReadWrite, and the draft is deleted', T, async t => {
+    reset(t);
+    graph.setHandler((req, res, record, next) =>
+        record.path.endsWith('/createUploadSession') ? graph.answer(res, 403, graphError('ErrorAccessDenied', 'Access is denied.')) : next()
+    );
+    const transport = track(createTransport(graphConfig()));
+    const err = await rejection(
+        transport.sendMail({ from: TEST_USER, to: 'rcpt@example.com', subject: 's', text: 'x', attachments: [{ filename: 'big.bin', content: crypto.randomBytes(5 * 1024 * 1024) }] })
+    );
+    assertCode(err, 'EAUTH');
+    assert.equal(err.command, 'createUploadSession');
+    assert.match(err.hint, /Mail\.ReadWrite/);
+    assert.equal(graph.drafts.size, 0);
+});
+
+test('an upload URL that is not https gets no attachment (EPROTOCOL)', T, async t => {
+    reset(t);
+    // Graph's answer, with the upload URL on plain http.
+    graph.setHandler((req, res, record, next) =>
+        record.path.endsWith('/createUploadSession')
+            ? graph.answer(res, 201, { uploadUrl: `http://127.0.0.1:${graph.port}/upload/x`, nextExpectedRanges: ['0-'] })
+            : next()
+    );
+    const transport = track(createTransport(graphConfig({ maxRetries: 0 })));
+    const before = graph.requests.filter(r => r.path.startsWith('/upload/')).length;
+    const err = await rejection(
+        transport.sendMail({ from: TEST_USER, to: 'rcpt@example.com', subject: 's', text: 'x', attachments: [{ filename: 'big.bin', content: crypto.randomBytes(5 * 1024 * 1024) }] })
+    );
+    assertCode(err, 'EPROTOCOL');
+    assert.match(err.message, /uploadUrl is not https/);
+    assert.equal(graph.requests.filter(r => r.path.startsWith('/upload/')).length, before);
+});
+
 test('saveToSentItems: false sends through a draft marked to be deleted after sending', T, async t => {
     reset(t);
     const transport = track(createTransport(graphConfig({ saveToSentItems: false })));
