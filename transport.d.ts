@@ -127,8 +127,13 @@ export interface TlsOptions {
   key?: string | Buffer
 }
 
-/** A TAS `mail.smtp` object. */
-export interface SmtpConfig {
+/** A TAS `mail.smtp` object: SMTP (the default) or Microsoft Graph (`api: 'graph'`). */
+export type SmtpConfig = SmtpApiConfig | GraphApiConfig
+
+/** Sending over SMTP. */
+export interface SmtpApiConfig extends CommonConfig {
+  /** `'smtp'` (the default). */
+  api?: 'smtp'
   /** `'oauth2'` for XOAUTH2 with client_credentials; omit for PLAIN/LOGIN with `auth.pass`. */
   type?: 'oauth2' | 'OAuth2' | 'login'
   /** SMTP server, e.g. `'smtp.office365.com'`. Required unless `service` names one. */
@@ -145,6 +150,28 @@ export interface SmtpConfig {
   authMethod?: 'XOAUTH2' | 'PLAIN' | 'LOGIN'
   /** SMTP port, e.g. `587` (STARTTLS) or `465` (implicit TLS). Required with `type: 'oauth2'`; otherwise 587 (465 if `secure`). */
   port?: number | string
+}
+
+/** Sending through Microsoft Graph's sendMail (where SMTP AUTH is switched off). */
+export interface GraphApiConfig extends CommonConfig {
+  api: 'graph'
+  /** Graph takes only OAuth2 tokens (application permission `Mail.Send`). */
+  type: 'oauth2' | 'OAuth2'
+  /** Not used with Graph. */
+  host?: string
+  /** Not used with Graph. */
+  port?: number | string
+  /**
+   * Graph's API root (default the cloud's: `https://graph.microsoft.com/v1.0`); `https://`,
+   * `http://` only on loopback. The token scope defaults to the cloud's Graph scope.
+   */
+  graphUrl?: string
+  /** `false`: no copy in Sent Items (the message is then sent through a draft). Default `true`. */
+  saveToSentItems?: boolean
+}
+
+/** The fields both kinds share. */
+export interface CommonConfig {
   /** Implicit TLS from the first byte; default `true` only for port 465. */
   secure?: boolean
   auth?:
@@ -177,7 +204,10 @@ export interface SmtpConfig {
   socketTimeout?: number
   /** Reuse connections (nodemailer's pool). */
   pool?: boolean
-  /** With `pool`: at most this many connections (default 3 for `type: 'oauth2'`, Exchange's limit; else 5). */
+  /**
+   * With `pool`: at most this many connections (default 3 for `type: 'oauth2'`, Exchange's limit;
+   * else 5). With `api: 'graph'`: concurrent requests, at most 4 (Outlook's limit, the default).
+   */
   maxConnections?: number
   /** With `pool`: messages per connection before it is replaced (default 100; `Infinity`: never, 1 to 1000000 otherwise). */
   maxMessages?: number
@@ -364,7 +394,7 @@ export interface SmtpOAuthError extends Error {
   responseCode?: number
   /** The SMTP reply, or the token endpoint's `error_description`. */
   response?: string
-  /** The SMTP command that failed (`'AUTH XOAUTH2'`, `'RCPT TO'`, ...). */
+  /** The SMTP command that failed (`'AUTH XOAUTH2'`, `'RCPT TO'`, ...), or the Graph step (`'sendMail'`, `'createUploadSession'`, ...). */
   command?: string
   /** What the administrator should do. */
   hint?: string
@@ -372,12 +402,16 @@ export interface SmtpOAuthError extends Error {
   oauthError?: string
   /** The token endpoint's `error_codes` (AADSTS numbers). */
   oauthErrorCodes?: number[]
-  /** HTTP status of the token endpoint's answer. */
+  /** HTTP status of the token endpoint's (or Microsoft Graph's) answer. */
   statusCode?: number
+  /** Microsoft Graph's `error.code` (`'ErrorAccessDenied'`, `'ErrorInvalidRecipients'`, ...); `response` is its message. */
+  graphError?: string
+  /** Microsoft Graph's `request-id` of the refused request, for Microsoft support. */
+  requestId?: string
   /** Refused recipients (`EENVELOPE`). */
   rejected?: string[]
   rejectedErrors?: RecipientError[]
-  /** Seconds the token endpoint asked to wait (HTTP 429 `Retry-After`). */
+  /** Seconds the token endpoint or Microsoft Graph asked to wait (HTTP 429/503 `Retry-After`). */
   retryAfter?: number
   /** How many times the send was tried. */
   attempts?: number

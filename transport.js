@@ -58,9 +58,9 @@ class Transport extends EventEmitter {
     this.name = 'smtp-oauth-transport'
     this.version = version
     // What inspection shows: where mail goes and as whom; never a secret.
+    const graph = typeof config.api === 'string' && config.api.trim().toLowerCase() === 'graph'
     this.#summary = {
-      host: config.host,
-      port: config.port,
+      ...(graph ? { api: 'graph', graphUrl: config.graphUrl } : { host: config.host, port: config.port }),
       type: config.type !== undefined ? String(config.type) : authKind(config.auth),
       user: config.auth ? config.auth.user : undefined,
     }

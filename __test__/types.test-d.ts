@@ -112,6 +112,29 @@ transport.inspectToken().then(report => {
     void kind, exp;
 });
 
+// ---- api: 'graph' ------------------------------------------------------------------------------
+
+const graphConfig: SmtpConfig = {
+    type: 'oauth2',
+    api: 'graph',
+    auth: { user: 'tas@contoso.com' },
+    saveToSentItems: false,
+    graphUrl: 'https://graph.microsoft.com/v1.0',
+    oauth2: { tenantId: 'contoso', clientId: 'id', clientSecret: 'secret' }
+};
+createTransport(graphConfig);
+
+// @ts-expect-error without api: 'graph', host is required
+createTransport({ type: 'oauth2', auth: { user: 'tas@contoso.com' }, oauth2: { tenantId: 't', clientId: 'id', clientSecret: 's' } });
+
+// @ts-expect-error Graph takes only OAuth2 tokens
+createTransport({ api: 'graph', auth: { user: 'u', pass: 'p' } });
+
+function graphErrorFields(err: SmtpOAuthError): string | undefined {
+    return err.graphError === 'ErrorAccessDenied' ? err.requestId : undefined;
+}
+void graphErrorFields;
+
 // ---- sendMail: the message and the info -----------------------------------------------------
 
 const attachment: Attachment = { filename: 'report.pdf', content: Buffer.from('%PDF'), contentType: 'application/pdf' };

@@ -71,6 +71,17 @@ pub struct TransportConfig {
     pub max_recipients_per_message: usize,
     /// Send the content in BDAT chunks when the server offers CHUNKING (else after DATA).
     pub chunking: bool,
+    /// `api: 'graph'`: messages go to Microsoft Graph's sendMail over HTTPS, not SMTP.
+    pub graph: Option<GraphOptions>,
+}
+
+/// `api: 'graph'`: where Microsoft Graph is and what sendMail is asked to do.
+#[derive(Debug, Clone)]
+pub struct GraphOptions {
+    /// The API root, `https://graph.microsoft.com/v1.0` or the cloud's (`graphUrl`).
+    pub base_url: reqwest::Url,
+    /// `saveToSentItems` (Graph's default: true).
+    pub save_to_sent_items: bool,
 }
 
 /// How the SMTP server is reached: nodemailer's `proxy`, `localAddress`, `dnsTimeout`.
@@ -415,9 +426,12 @@ impl TransportConfig {
         if !matches!(smtp, Value::Object(_)) {
             return Err(root.wrong_type("an object"));
         }
+        let graph = parse_graph(&root)?;
         let service = well_known_service(&root.child("service"))?;
-        let host = match (root.child("host").is_present(), service) {
-            (false, Some(service)) => service.host.to_string(),
+        // Graph needs no SMTP server.
+        let host = match (root.child("host").is_present(), service, &graph) {
+            (false, Some(service), _) => service.host.to_string(),
+            (false, None, Some(_)) => String::new(),
             _ => root.child("host").string()?.trim().to_string(),
         };
         let port_field = root.child("port");
@@ -428,7 +442,10 @@ impl TransportConfig {
         let port = match (port_field.optional_integer(1..=65535)?, service) {
             (Some(port), _) => port as u16,
             (None, Some(service)) => service.port,
-            (None, None) if root.child("type").is_present() || root.child("oauth2").is_present() => {
+            (None, None)
+                if graph.is_none()
+                    && (root.child("type").is_present() || root.child("oauth2").is_present()) =>
+            {
                 return Err(port_field.missing());
             }
             (None, None) if secure == Some(true) => 465,
@@ -445,7 +462,12 @@ impl TransportConfig {
             }
             None => None,
         };
-        let auth = parse_auth(&root, inputs)?;
+        let auth = parse_auth(&root, inputs, graph.is_some())?;
+        if graph.is_some() && !matches!(auth, Auth::OAuth2 { .. }) {
+            return Err(root
+                .child("type")
+                .error("must be 'oauth2' with api: 'graph' (Microsoft Graph takes only OAuth2 tokens)"));
+        }
         let starttls = parse_starttls(&root, &auth)?;
         check_auth_method(&root.child("authMethod"), &auth)?;
 
@@ -462,7 +484,7 @@ impl TransportConfig {
                 socket: timeout(&root.child("socketTimeout"), DEFAULT_SOCKET_TIMEOUT)?,
             },
             debug: root.child("debug").optional_bool()?.unwrap_or(false),
-            pool: parse_pool(&root, &auth)?,
+            pool: parse_pool(&root, &auth, graph.is_some())?,
             max_retries: root
                 .child("maxRetries")
                 .optional_integer(0..=20)?
@@ -476,6 +498,7 @@ impl TransportConfig {
                 as usize,
             chunking: root.child("chunking").optional_bool()?.unwrap_or(false),
             auth,
+            graph,
         })
     }
 
@@ -487,6 +510,8 @@ impl TransportConfig {
 
 /// Exchange Online allows 3 concurrent connections per mailbox; nodemailer's default is 5.
 const EXCHANGE_MAX_CONNECTIONS: u64 = 3;
+/// Outlook's Graph limit: 4 concurrent requests per app and mailbox.
+pub const GRAPH_MAX_CONCURRENT_REQUESTS: u64 = 4;
 const DEFAULT_MAX_CONNECTIONS: u64 = 5;
 const DEFAULT_MAX_MESSAGES: usize = 100;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -495,11 +520,12 @@ const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Exchange Online's limit of recipients per message.
 const DEFAULT_MAX_RECIPIENTS_PER_MESSAGE: u64 = 500;
 
-fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
+fn parse_pool(root: &Field, auth: &Auth, graph: bool) -> Result<Option<PoolOptions>> {
     if !root.child("pool").optional_bool()?.unwrap_or(false) {
         return Ok(None);
     }
     let default_connections = match auth {
+        _ if graph => GRAPH_MAX_CONCURRENT_REQUESTS,
         Auth::OAuth2 { .. } => EXCHANGE_MAX_CONNECTIONS,
         _ => DEFAULT_MAX_CONNECTIONS,
     };
@@ -507,6 +533,12 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
         .child("maxConnections")
         .optional_integer(1..=100)?
         .unwrap_or(default_connections);
+    // With Graph, `maxConnections` counts concurrent requests, which Outlook caps.
+    let max_connections = if graph {
+        max_connections.min(GRAPH_MAX_CONCURRENT_REQUESTS)
+    } else {
+        max_connections
+    };
     let max_messages_field = root.child("maxMessages");
     let max_messages = match max_messages_field.value() {
         // As in nodemailer, `maxMessages: Infinity` never replaces a connection.
@@ -530,7 +562,7 @@ fn parse_pool(root: &Field, auth: &Auth) -> Result<Option<PoolOptions>> {
     }))
 }
 
-fn parse_auth(root: &Field, inputs: &ConfigInputs) -> Result<Auth> {
+fn parse_auth(root: &Field, inputs: &ConfigInputs, graph: bool) -> Result<Auth> {
     let auth = root.child("auth");
     auth.optional_object()?;
     let nodemailer_oauth2 = auth
@@ -538,7 +570,7 @@ fn parse_auth(root: &Field, inputs: &ConfigInputs) -> Result<Auth> {
         .optional_string()?
         .is_some_and(|kind| kind.eq_ignore_ascii_case("oauth2"));
     if nodemailer_oauth2 && !root.child("type").is_present() {
-        return parse_nodemailer_oauth2(&auth, inputs);
+        return parse_nodemailer_oauth2(&auth, inputs, graph);
     }
     let is_oauth2 = match root.child("type").optional_string()? {
         Some(kind) if kind.eq_ignore_ascii_case("oauth2") => true,
@@ -547,7 +579,7 @@ fn parse_auth(root: &Field, inputs: &ConfigInputs) -> Result<Auth> {
     };
     if is_oauth2 {
         let user = auth.child("user").string()?.trim().to_string();
-        let oauth2 = parse_oauth2(&root.child("oauth2"), inputs)?;
+        let oauth2 = parse_oauth2(&root.child("oauth2"), inputs, graph)?;
         return Ok(Auth::OAuth2 {
             user,
             oauth2: Box::new(oauth2),
@@ -572,7 +604,7 @@ const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
 /// else client_credentials (the scope defaults to Exchange Online's). A fixed access token
 /// and a Google service account are refused, naming the field. `clientSecret` is its one
 /// credential: the other kinds of `oauth2` have no place in this shape.
-fn parse_nodemailer_oauth2(auth: &Field, inputs: &ConfigInputs) -> Result<Auth> {
+fn parse_nodemailer_oauth2(auth: &Field, inputs: &ConfigInputs, graph: bool) -> Result<Auth> {
     for key in ["accessToken", "expires", "serviceClient", "privateKey"] {
         if auth.child(key).is_present() {
             return Err(auth.child(key).error(
@@ -597,18 +629,22 @@ fn parse_nodemailer_oauth2(auth: &Field, inputs: &ConfigInputs) -> Result<Auth> 
             mapped.push((to.to_string(), value.clone()));
         }
     }
-    if !auth.child("scope").is_present() {
+    if !auth.child("scope").is_present() && !graph {
         mapped.push(("scope".to_string(), Value::str(EXCHANGE_SCOPE)));
     }
     let mapped = Value::Object(mapped);
-    let oauth2 =
-        parse_oauth2(&Field::root(auth.path(), &mapped, ErrorKind::Config), inputs).map_err(|err| {
-            let host = format!("{}.host ", auth.path());
-            match err.message().strip_prefix(&host) {
-                Some(rest) => Error::config(format!("{}.accessUrl {rest}", auth.path())),
-                None => err,
-            }
-        })?;
+    let oauth2 = parse_oauth2(
+        &Field::root(auth.path(), &mapped, ErrorKind::Config),
+        inputs,
+        graph,
+    )
+    .map_err(|err| {
+        let host = format!("{}.host ", auth.path());
+        match err.message().strip_prefix(&host) {
+            Some(rest) => Error::config(format!("{}.accessUrl {rest}", auth.path())),
+            None => err,
+        }
+    })?;
     let mut oauth2 = oauth2;
     if let Some(refresh_token) = refresh_token {
         oauth2.grant = Grant::RefreshToken(refresh_token);
@@ -647,7 +683,85 @@ const CLOUDS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-fn parse_oauth2(field: &Field, inputs: &ConfigInputs) -> Result<OAuth2Config> {
+/// Microsoft Graph in each cloud (`api: 'graph'`): the token scope and the API root
+/// (learn.microsoft.com, "National cloud deployments").
+const GRAPH_CLOUDS: [(&str, &str, &str); 3] = [
+    (
+        "global",
+        "https://graph.microsoft.com/.default",
+        "https://graph.microsoft.com/v1.0",
+    ),
+    (
+        "usgov",
+        "https://graph.microsoft.us/.default",
+        "https://graph.microsoft.us/v1.0",
+    ),
+    (
+        "china",
+        "https://microsoftgraph.chinacloudapi.cn/.default",
+        "https://microsoftgraph.chinacloudapi.cn/v1.0",
+    ),
+];
+
+/// The Graph scope and API root of `oauth2.cloud` (global when absent or an authority URL).
+fn graph_cloud(oauth2: &Field) -> Result<(&'static str, &'static str)> {
+    let name = oauth2.child("cloud").optional_string()?.unwrap_or("global");
+    let (_, scope, url) = GRAPH_CLOUDS
+        .iter()
+        .find(|(cloud, _, _)| cloud.eq_ignore_ascii_case(name))
+        .unwrap_or(&GRAPH_CLOUDS[0]);
+    Ok((scope, url))
+}
+
+/// `api` (`'smtp'`, the default, or `'graph'`), `graphUrl` and `saveToSentItems`.
+fn parse_graph(root: &Field) -> Result<Option<GraphOptions>> {
+    let api = root.child("api");
+    match api.optional_string()?.map(str::trim) {
+        None => {}
+        Some(name) if name.eq_ignore_ascii_case("smtp") => {}
+        Some(name) if name.eq_ignore_ascii_case("graph") => {}
+        Some(_) => return Err(api.wrong_type("'smtp' or 'graph'")),
+    }
+    let is_graph = api
+        .optional_string()?
+        .is_some_and(|name| name.trim().eq_ignore_ascii_case("graph"));
+    let url_field = root.child("graphUrl");
+    let save_field = root.child("saveToSentItems");
+    if !is_graph {
+        for field in [&url_field, &save_field] {
+            if field.is_present() {
+                return Err(field.error("is only used with api: 'graph'"));
+            }
+        }
+        return Ok(None);
+    }
+    let base_url = match url_field.optional_string()? {
+        Some(text) => {
+            let url = reqwest::Url::parse(text.trim()).map_err(|err| {
+                url_field.error(format!(
+                    "must be the Graph API root such as https://graph.microsoft.com/v1.0, got {text:?} ({err})"
+                ))
+            })?;
+            match url.scheme() {
+                "https" => url,
+                "http" if is_loopback(&url) => url,
+                _ => {
+                    return Err(url_field.error(format!(
+                        "must be an https:// URL (the access token must not travel unencrypted), got {text:?}"
+                    )))
+                }
+            }
+        }
+        None => reqwest::Url::parse(graph_cloud(&root.child("oauth2"))?.1)
+            .expect("the cloud table holds valid URLs"),
+    };
+    Ok(Some(GraphOptions {
+        base_url,
+        save_to_sent_items: save_field.optional_bool()?.unwrap_or(true),
+    }))
+}
+
+fn parse_oauth2(field: &Field, inputs: &ConfigInputs, graph: bool) -> Result<OAuth2Config> {
     if field.optional_object()?.is_none() {
         return Err(field.missing());
     }
@@ -714,6 +828,10 @@ fn parse_oauth2(field: &Field, inputs: &ConfigInputs) -> Result<OAuth2Config> {
             (Some(url), scope)
         }
         (_, false, None) => return Err(url_field.missing()),
+    };
+    let default_scope = match graph {
+        true => Some(graph_cloud(field)?.0),
+        false => default_scope,
     };
     let scope = match (field.child("scope").optional_string()?, default_scope) {
         (Some(scope), _) => scope.trim().to_string(),
@@ -1958,5 +2076,111 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    fn graph_config() -> Value {
+        let config = without(&without(&tas_config(), &["host"]), &["port"]);
+        let config = without(&config, &["oauth2", "scope"]);
+        set(&config, &["api"], Value::str("graph"))
+    }
+
+    #[test]
+    fn api_graph_needs_no_host_and_defaults_to_the_clouds_graph() {
+        let parsed = TransportConfig::from_value(&graph_config(), None).unwrap();
+        let graph = parsed.graph.as_ref().unwrap();
+        assert_eq!(graph.base_url.as_str(), "https://graph.microsoft.com/v1.0");
+        assert!(graph.save_to_sent_items);
+        assert_eq!(
+            oauth2_of(&graph_config()).scope,
+            "https://graph.microsoft.com/.default"
+        );
+        let usgov = set(&graph_config(), &["oauth2", "cloud"], Value::str("usgov"));
+        let parsed = TransportConfig::from_value(&usgov, None).unwrap();
+        assert_eq!(
+            parsed.graph.unwrap().base_url.as_str(),
+            "https://graph.microsoft.us/v1.0"
+        );
+        assert_eq!(oauth2_of(&usgov).scope, "https://graph.microsoft.us/.default");
+        let china = set(&graph_config(), &["oauth2", "cloud"], Value::str("china"));
+        assert_eq!(
+            oauth2_of(&china).scope,
+            "https://microsoftgraph.chinacloudapi.cn/.default"
+        );
+        assert!(TransportConfig::from_value(&tas_config(), None)
+            .unwrap()
+            .graph
+            .is_none());
+    }
+
+    #[test]
+    fn graph_options_are_checked() {
+        let pooled = set(&graph_config(), &["pool"], Value::Bool(true));
+        let pooled = set(&pooled, &["maxConnections"], Value::Number(10.0));
+        let parsed = TransportConfig::from_value(&pooled, None).unwrap();
+        assert_eq!(
+            parsed.pool.unwrap().max_connections,
+            4,
+            "Outlook's 4 concurrent requests"
+        );
+        let default_pool = set(&graph_config(), &["pool"], Value::Bool(true));
+        assert_eq!(
+            TransportConfig::from_value(&default_pool, None)
+                .unwrap()
+                .pool
+                .unwrap()
+                .max_connections,
+            4
+        );
+        let no_copy = set(&graph_config(), &["saveToSentItems"], Value::Bool(false));
+        assert!(
+            !TransportConfig::from_value(&no_copy, None)
+                .unwrap()
+                .graph
+                .unwrap()
+                .save_to_sent_items
+        );
+        for (path, value, expected) in [
+            (
+                "api",
+                Value::str("rest"),
+                "mail.smtp.api must be 'smtp' or 'graph'",
+            ),
+            (
+                "graphUrl",
+                Value::str("http://graph.example.com/v1.0"),
+                "mail.smtp.graphUrl must be an https:// URL",
+            ),
+            (
+                "graphUrl",
+                Value::str("not a url"),
+                "mail.smtp.graphUrl must be the Graph API root",
+            ),
+            (
+                "saveToSentItems",
+                Value::str("no"),
+                "mail.smtp.saveToSentItems must be",
+            ),
+        ] {
+            let message = error_of(&set(&graph_config(), &[path], value));
+            assert!(message.starts_with(expected), "{message}");
+        }
+        let local = set(
+            &graph_config(),
+            &["graphUrl"],
+            Value::str("http://127.0.0.1:8080/v1.0"),
+        );
+        assert!(TransportConfig::from_value(&local, None).is_ok());
+        let smtp_with_graph_url = set(
+            &tas_config(),
+            &["graphUrl"],
+            Value::str("https://graph.microsoft.com/v1.0"),
+        );
+        assert_eq!(
+            error_of(&smtp_with_graph_url),
+            "mail.smtp.graphUrl is only used with api: 'graph'"
+        );
+        let basic = without(&without(&graph_config(), &["type"]), &["oauth2"]);
+        let basic = set(&basic, &["auth", "pass"], Value::str("pw"));
+        assert!(error_of(&basic).starts_with("mail.smtp.type must be 'oauth2' with api: 'graph'"));
     }
 }

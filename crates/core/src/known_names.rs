@@ -122,6 +122,9 @@ impl NameScope {
                 "dnsTimeout",
                 "maxRecipientsPerMessage",
                 "chunking",
+                "api",
+                "graphUrl",
+                "saveToSentItems",
                 "service",
                 "requireTLS",
                 "ignoreTLS",
@@ -304,6 +307,9 @@ mod tests {
             "dnsTimeout",
             "maxRecipientsPerMessage",
             "chunking",
+            "api",
+            "graphUrl",
+            "saveToSentItems",
         ];
         for key in config {
             assert_eq!(warn(NameScope::Config, key), None, "{key}");

@@ -11,6 +11,7 @@ pub mod connector;
 pub mod content_access;
 pub mod dsn;
 pub mod error;
+pub mod graph;
 pub mod hints;
 pub mod input;
 pub mod known_names;

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use crate::config::{process_variable, Auth, ConfigInputs, TransportConfig};
 use crate::connector::Connector;
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
+use crate::graph::{GraphClient, GraphProbe};
 use crate::input::Value;
 use crate::log::{LogSink, Logger};
 use crate::message::{build_message, raw_message, OutgoingMessage};
@@ -140,11 +141,16 @@ impl Transport {
         let pool_options = config.pool;
         let max_retries = config.max_retries;
         let tls = Arc::new(rustls_client_config(&config.tls)?);
+        let graph = match (&config.graph, &tokens) {
+            (Some(_), Some(tokens)) => Some(GraphClient::new(&config, Arc::clone(tokens), logger.clone())?),
+            _ => None,
+        };
         let connector = Arc::new(Connector {
             config,
             tls,
             logger,
             tokens,
+            graph,
         });
         let pool = pool_options.map(|options| Pool::new(Arc::clone(&connector), options, max_retries));
         Ok(Transport {
@@ -160,8 +166,24 @@ impl Transport {
     }
 
     /// Connects, sets up TLS, authenticates and quits: proves the whole chain works.
-    /// With a pool, it takes one of its `maxConnections` slots.
+    /// With a pool, it takes one of its `maxConnections` slots. With Graph, which has no
+    /// login step, it gets a token and checks its claims (audience Graph, role Mail.Send).
     pub async fn verify(&self) -> Result<()> {
+        if self.connector.graph.is_some() {
+            let report = self.connector.inspect_token().await?;
+            if report.problems.is_empty() {
+                return Ok(());
+            }
+            let findings: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
+            return Err(Error::new(
+                ErrorKind::Auth,
+                format!(
+                    "the access token cannot send through Microsoft Graph: {}",
+                    findings.join("; ")
+                ),
+            )
+            .with_hint(crate::graph::ACCESS_DENIED_HINT));
+        }
         let check = async {
             let connection = self.connector.open_connection().await?;
             connection.quit().await;
@@ -262,5 +284,16 @@ impl Transport {
     /// The current token's claims that matter for SMTP, and the problems they show.
     pub async fn inspect_token(&self) -> Result<TokenReport> {
         self.connector.inspect_token().await
+    }
+
+    /// The doctor's Graph checks (token claims, then `GET /users/{user}`); `ECONFIG`
+    /// without `api: 'graph'`.
+    pub async fn probe_graph(&self) -> Result<GraphProbe> {
+        match &self.connector.graph {
+            Some(graph) => graph.probe().await,
+            None => Err(Error::config(
+                "mail.smtp.api is not 'graph': there is no Graph path to probe",
+            )),
+        }
     }
 }

@@ -13,6 +13,16 @@ use crate::oauth::credential::CredentialReport;
 const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
 /// The app role an app needs to send over SMTP.
 pub const SMTP_ROLE: &str = "SMTP.SendAsApp";
+/// Microsoft Graph's application id, which some Graph tokens carry as `aud`.
+const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+/// The app role an app needs for Graph's sendMail.
+pub const GRAPH_SEND_ROLE: &str = "Mail.Send";
+/// Microsoft Graph in each cloud (`api: 'graph'`).
+const GRAPH_RESOURCES: [&str; 3] = [
+    "https://graph.microsoft.com",
+    "https://graph.microsoft.us",
+    "https://microsoftgraph.chinacloudapi.cn",
+];
 const EXCHANGE_RESOURCES: [&str; 4] = [
     "https://outlook.office365.com",
     "https://outlook.office.com",
@@ -89,8 +99,11 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
     let mut problems = Vec::new();
     let resource = normalize(expected.scope.trim_end_matches("/.default"));
     let for_exchange = EXCHANGE_RESOURCES.iter().any(|r| normalize(r) == resource);
+    let for_graph = GRAPH_RESOURCES.iter().any(|r| normalize(r) == resource);
     if let Some(aud) = &report.aud {
-        let matches = normalize(aud) == resource || (for_exchange && aud == EXCHANGE_APP_ID);
+        let matches = normalize(aud) == resource
+            || (for_exchange && aud == EXCHANGE_APP_ID)
+            || (for_graph && aud == GRAPH_APP_ID);
         if !matches {
             let graph = aud.contains("graph.microsoft") || aud == "00000003-0000-0000-c000-000000000000";
             let what = if graph {
@@ -113,6 +126,17 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
         problems.push(TokenProblem {
             code: "ROLE_MISSING",
             message: format!("the token has no {SMTP_ROLE} role (roles: {roles}): add the Office 365 Exchange Online application permission SMTP.SendAsApp to the app registration and grant admin consent"),
+        });
+    }
+    if for_graph && !report.roles.iter().any(|r| r == GRAPH_SEND_ROLE) {
+        let roles = if report.roles.is_empty() {
+            "none".to_string()
+        } else {
+            report.roles.join(", ")
+        };
+        problems.push(TokenProblem {
+            code: "ROLE_MISSING",
+            message: format!("the token has no {GRAPH_SEND_ROLE} role (roles: {roles}): add the Microsoft Graph application permission Mail.Send to the app registration and grant admin consent"),
         });
     }
     // Only a tenant id says which tenant issued a token: a domain (`contoso.onmicrosoft.com`)
@@ -232,6 +256,38 @@ mod tests {
             .map(|p| p.code)
             .collect();
         assert_eq!(codes, ["AUDIENCE", "ROLE_MISSING", "TENANT_MISMATCH"]);
+    }
+
+    #[test]
+    fn with_a_graph_scope_a_graph_token_needs_mail_send() {
+        let graph = Expectations {
+            scope: "https://graph.microsoft.com/.default",
+            ..expected()
+        };
+        let codes = |claims: serde_json::Value| -> Vec<&str> {
+            inspect(&jwt(claims), &graph)
+                .problems
+                .iter()
+                .map(|p| p.code)
+                .collect()
+        };
+        assert!(codes(serde_json::json!({"aud":"https://graph.microsoft.com","roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})).is_empty());
+        assert!(codes(
+            serde_json::json!({"aud":GRAPH_APP_ID,"roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})
+        )
+        .is_empty());
+        assert_eq!(
+            codes(
+                serde_json::json!({"aud":"https://graph.microsoft.com","roles":["User.Read.All"],"tid":TENANT,"appid":"app1"})
+            ),
+            ["ROLE_MISSING"]
+        );
+        assert_eq!(
+            codes(
+                serde_json::json!({"aud":"https://outlook.office365.com","roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})
+            ),
+            ["AUDIENCE"]
+        );
     }
 
     #[test]

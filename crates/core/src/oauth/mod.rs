@@ -14,5 +14,5 @@ pub use managed_identity::{managed_identity_url, EndpointKind, Identity, Managed
 
 pub use claims::{inspect, Expectations, TokenProblem, TokenReport};
 pub use credential::{CertificateCredential, ClientCredential, CredentialReport};
-pub use provider::{TokenListener, TokenProvider};
+pub use provider::{http_client_builder, TokenListener, TokenProvider};
 pub use token::{parse_token_response, AccessToken, Freshness, SentAt, TokenGrant};

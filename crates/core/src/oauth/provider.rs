@@ -53,25 +53,13 @@ pub struct TokenProvider {
 
 impl TokenProvider {
     pub fn new(config: OAuth2Config, tls: &TlsOptions, listener: Option<TokenListener>) -> Result<Self> {
+        // A managed identity endpoint that is not there (not on Azure) is found out quickly.
         let connect_timeout = match &config.credential {
             ClientCredential::ManagedIdentity(identity) => identity.connect_timeout(config.timeout),
             _ => config.timeout,
         };
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(token_client_config(&config, tls)?)
+        let http = http_client_builder(&config, tls, &config.token_url)?
             .connect_timeout(connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .http1_only();
-        if config.token_url.scheme() != "https" {
-            // A loopback endpoint over plain http (the config allows nothing else): through
-            // a proxy (HTTP_PROXY, ALL_PROXY) the secret would cross the network in clear.
-            builder = builder.no_proxy();
-        } else if let Some(proxy) = &config.proxy {
-            let proxy = reqwest::Proxy::all(proxy.expose())
-                .map_err(|_| Error::config("mail.smtp.oauth2.proxy is not a usable proxy URL"))?;
-            builder = builder.proxy(proxy);
-        }
-        let http = builder
             .build()
             .map_err(|err| Error::config(format!("cannot create the HTTPS client: {err}")))?;
         Ok(TokenProvider {
@@ -273,6 +261,32 @@ impl TokenProvider {
         .with_retry_after(wait)
         .with_hint("Entra ID throttles apps that request tokens too often. This transport caches tokens; if several processes share one app registration, they all count."))
     }
+}
+
+/// The HTTP client of every request that carries a credential (the token request, and
+/// Microsoft Graph's bearer token): certificates always verified (Mozilla's roots plus
+/// `oauth2.ca`), no redirect followed, HTTP/1.1; an `https://` endpoint through
+/// `oauth2.proxy` or the environment's proxy, an `http://` (loopback) one always directly.
+pub fn http_client_builder(
+    config: &OAuth2Config,
+    tls: &TlsOptions,
+    endpoint: &reqwest::Url,
+) -> Result<reqwest::ClientBuilder> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(token_client_config(config, tls)?)
+        .connect_timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .http1_only();
+    if endpoint.scheme() != "https" {
+        // A loopback endpoint over plain http (the config allows nothing else): through
+        // a proxy (HTTP_PROXY, ALL_PROXY) the credential would cross the network in clear.
+        builder = builder.no_proxy();
+    } else if let Some(proxy) = &config.proxy {
+        let proxy = reqwest::Proxy::all(proxy.expose())
+            .map_err(|_| Error::config("mail.smtp.oauth2.proxy is not a usable proxy URL"))?;
+        builder = builder.proxy(proxy);
+    }
+    Ok(builder)
 }
 
 /// A 4xx answer that says the request itself (credentials, client id, scope, tenant) is
