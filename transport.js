@@ -39,6 +39,11 @@ class Transport extends EventEmitter {
     if (oauth2 && typeof oauth2 === 'object' && typeof oauth2.clientAssertion === 'function') {
       nativeConfig.oauth2 = { ...oauth2, clientAssertion: assertionSource(oauth2.clientAssertion) }
     }
+    // nodemailer's auth.expires may be a Date; the native side takes ms since the epoch.
+    const auth = nativeConfig.auth
+    if (auth && typeof auth === 'object' && auth.expires instanceof Date) {
+      nativeConfig.auth = { ...auth, expires: auth.expires.getTime() }
+    }
     const passedConfig = isObject ? nativeConfig : config
     const log = makeLogger(logger)
     this.#log = log
