@@ -310,7 +310,7 @@ export interface MailMessage {
   /** Turn `<img src="data:...">` in `html` into inline attachments. */
   attachDataUrls?: boolean
   headers?: Headers
-  /** `(key, value) => key` for the keys of `headers`. */
+  /** `(key, value) => key` for the name of every header line written (prepared headers aside); the builder's own names are asked with `''` as the value. */
   normalizeHeaderKey?: (key: string, value: unknown) => string
   list?: ListHeaders
   messageId?: string
