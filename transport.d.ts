@@ -90,19 +90,29 @@ export interface OAuth2Options {
   timeout?: number
 }
 
-/** nodemailer's own OAuth2 shape (no top-level `type`): refresh_token grant with `refreshToken`, else client_credentials. */
+/**
+ * nodemailer's own OAuth2 shape (no top-level `type`): refresh_token grant with `refreshToken`,
+ * else client_credentials. A fixed `accessToken` is used first, until `expires` or until refused;
+ * given alone (without `clientSecret` or `refreshToken`) it is never renewed.
+ */
 export interface NodemailerOAuth2Auth {
   type: 'OAuth2' | 'oauth2'
   /** The mailbox to send as. */
   user: string
-  clientId: string
-  clientSecret: string
+  /** Required with `clientSecret` / `refreshToken`. */
+  clientId?: string
+  /** Required unless only a fixed `accessToken` is given. */
+  clientSecret?: string
   /** The token endpoint, e.g. `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`. */
-  accessUrl: string
-  /** A user's refresh token: tokens then come from the refresh_token grant (else client_credentials). */
+  accessUrl?: string
+  /** A user's refresh token: tokens then come from the refresh_token grant (else client_credentials). A rotated one the endpoint returns is used next. */
   refreshToken?: string
   /** Default `'https://outlook.office365.com/.default'`. */
   scope?: string
+  /** A token obtained elsewhere, used as it is until `expires` or until the server refuses it. */
+  accessToken?: string
+  /** When `accessToken` expires: ms since the epoch, or a `Date`. */
+  expires?: number | Date
 }
 
 /** Certificate checks of the SMTP connection (`minVersion` also applies to the token endpoint). */
@@ -330,7 +340,7 @@ export interface MailMessage {
   /** Turn `<img src="data:...">` in `html` into inline attachments. */
   attachDataUrls?: boolean
   headers?: Headers
-  /** `(key, value) => key` for the keys of `headers`. */
+  /** `(key, value) => key` for the name of every header line written (prepared headers aside); the builder's own names are asked with `''` as the value. */
   normalizeHeaderKey?: (key: string, value: unknown) => string
   list?: ListHeaders
   messageId?: string

@@ -39,6 +39,11 @@ class Transport extends EventEmitter {
     if (oauth2 && typeof oauth2 === 'object' && typeof oauth2.clientAssertion === 'function') {
       nativeConfig.oauth2 = { ...oauth2, clientAssertion: assertionSource(oauth2.clientAssertion) }
     }
+    // nodemailer's auth.expires may be a Date; the native side takes ms since the epoch.
+    const auth = nativeConfig.auth
+    if (auth && typeof auth === 'object' && auth.expires instanceof Date) {
+      nativeConfig.auth = { ...auth, expires: auth.expires.getTime() }
+    }
     const passedConfig = isObject ? nativeConfig : config
     const log = makeLogger(logger)
     this.#log = log
@@ -313,12 +318,33 @@ function warnInsecureOnce() {
   process.emitWarning('smtp-oauth-transport: tls.rejectUnauthorized is false, certificates are not verified', 'SecurityWarning')
 }
 
+// The header names the native builder writes itself. The builder cannot call JavaScript, so
+// normalizeHeaderKey is called here once per name, with an empty value (nodemailer passes
+// the encoded value, which only the builder knows), and the names it returns go to the
+// native side as an object; control characters are dropped as nodemailer drops them. The
+// `list` headers are not among them: nodemailer writes them prepared, which it never renames.
+const BUILDER_HEADER_NAMES = [
+  'From', 'Sender', 'To', 'Cc', 'Reply-To', 'Subject', 'Date', 'Message-ID', 'In-Reply-To', 'References',
+  'MIME-Version', 'Content-Type', 'Content-Transfer-Encoding', 'Content-Disposition', 'Content-ID',
+  'X-Priority', 'X-MSMail-Priority', 'Importance', 'X-Mailer',
+]
+
+function builderHeaderNames(normalize) {
+  const renamed = {}
+  for (const name of BUILDER_HEADER_NAMES) {
+    const result = normalize(name, '')
+    const cleaned = typeof result === 'string' ? result.replace(/[\x00-\x1f\x7f]/g, '') : ''
+    if (cleaned && cleaned !== name) renamed[name] = cleaned
+  }
+  return renamed
+}
+
 // What the native side cannot take as it is, made plain here: Readable streams are read
 // into Buffers (the MIME builder needs each part's bytes, and a stream may be consumed only
 // once, so reading it here keeps a failed send from leaving a half-read stream behind),
 // date strings become Dates as JavaScript parses them (as `new Date(text)`), and
-// normalizeHeaderKey (a function) renames the custom headers. The caller's object is not
-// changed.
+// normalizeHeaderKey (a function) renames the custom headers and becomes the names of the
+// builder's own headers (see builderHeaderNames). The caller's object is not changed.
 function prepareMessage(message) {
   const streams = []
   if (message === null || typeof message !== 'object' || Array.isArray(message)) return { message, streams }
@@ -328,13 +354,20 @@ function prepareMessage(message) {
     // An unparseable string goes on as it is: the native side names it.
     if (!Number.isNaN(parsed.getTime())) prepared.date = parsed
   }
-  if (typeof prepared.normalizeHeaderKey === 'function' && isPlainObject(prepared.headers)) {
+  if (typeof prepared.normalizeHeaderKey === 'function') {
     const normalize = prepared.normalizeHeaderKey
-    prepared.headers = Object.fromEntries(
-      Object.entries(prepared.headers).map(([key, value]) => [String(normalize(key, value) || key), value]),
-    )
+    if (isPlainObject(prepared.headers)) {
+      prepared.headers = Object.fromEntries(
+        Object.entries(prepared.headers).map(([key, value]) =>
+          // A prepared header is written as given, its name too (as nodemailer does).
+          isPlainObject(value) && value.prepared ? [key, value] : [String(normalize(key, value) || key), value],
+        ),
+      )
+    }
+    prepared.normalizeHeaderKey = builderHeaderNames(normalize)
+  } else {
+    delete prepared.normalizeHeaderKey
   }
-  delete prepared.normalizeHeaderKey
   // Each stream found: the object holding it, the key, and the field path for errors.
   const collect = (holder, key, path) => {
     if (isStream(holder[key])) streams.push({ holder, key, path })

@@ -79,8 +79,8 @@ test("nodemailer's own OAuth2 auth shape (clientId, clientSecret, accessUrl) sen
     assert.equal(env.smtp.messages.length, before + 1);
     assert.equal(env.smtp.authAttempts.at(-1).method, 'XOAUTH2');
     assert.throws(
-        () => createTransport({ ...config, auth: { ...config.auth, accessToken: 'a', expires: 1 } }),
-        /^Error: mail\.smtp\.auth\.accessToken is not supported yet/
+        () => createTransport({ ...config, auth: { ...config.auth, serviceClient: '1234' } }),
+        /^Error: mail\.smtp\.auth\.serviceClient is not supported/
     );
 });
 

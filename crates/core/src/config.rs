@@ -3,7 +3,7 @@
 //! Every error names the field's full path (`mail.smtp.oauth2.clientId is missing`), so an
 //! administrator can fix `local.js` from the message alone.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use zeroize::Zeroizing;
@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Field, Value};
 use crate::oauth::{
     managed_identity_url, AssertionCallback, AssertionFile, CertificateCredential, ClientCredential,
-    Identity, ManagedIdentity,
+    FixedToken, Identity, ManagedIdentity,
 };
 use crate::secret::Secret;
 pub use crate::smtp::{Proxy, Resolver};
@@ -344,6 +344,8 @@ pub struct OAuth2Config {
     /// The environment variables that chose or completed the credential (empty when the
     /// config alone did).
     pub credential_environment: Vec<&'static str>,
+    /// nodemailer's `auth.accessToken`: used first, until it expires or is refused.
+    pub fixed_token: Option<FixedToken>,
 }
 
 /// What the embedding environment gives the config parser besides the config object.
@@ -600,17 +602,33 @@ fn parse_auth(root: &Field, inputs: &ConfigInputs, graph: bool) -> Result<Auth> 
 const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
 
 /// nodemailer's own OAuth2 shape, `auth: { type: 'OAuth2', user, clientId, clientSecret,
-/// accessUrl, refreshToken?, scope? }`: the refresh_token grant when `refreshToken` is given,
-/// else client_credentials (the scope defaults to Exchange Online's). A fixed access token
-/// and a Google service account are refused, naming the field. `clientSecret` is its one
-/// credential: the other kinds of `oauth2` have no place in this shape.
+/// accessUrl, refreshToken?, scope?, accessToken?, expires? }`: the refresh_token grant when
+/// `refreshToken` is given, else client_credentials (the scope defaults to Exchange Online's).
+/// A fixed `accessToken` is used first, until `expires` (ms since the epoch) or until
+/// refused; alone (no `clientSecret`, no `refreshToken`) it is never renewed. A Google
+/// service account is refused, naming the field. `clientSecret` is its one credential: the
+/// other kinds of `oauth2` have no place in this shape.
 fn parse_nodemailer_oauth2(auth: &Field, inputs: &ConfigInputs, graph: bool) -> Result<Auth> {
-    for key in ["accessToken", "expires", "serviceClient", "privateKey"] {
+    for key in ["serviceClient", "privateKey"] {
         if auth.child(key).is_present() {
             return Err(auth.child(key).error(
-                "is not supported yet: give auth.refreshToken (a user's token) or nothing (the app's own, client_credentials) with auth.clientId + auth.clientSecret + auth.accessUrl, or use the TAS shape (type: 'oauth2' with oauth2: { ... })",
+                "is not supported: give auth.refreshToken (a user's token) or nothing (the app's own, client_credentials) with auth.clientId + auth.clientSecret + auth.accessUrl, or use the TAS shape (type: 'oauth2' with oauth2: { ... })",
             ));
         }
+    }
+    let fixed_token = parse_fixed_token(auth)?;
+    let renewable = auth.child("clientSecret").is_present() || auth.child("refreshToken").is_present();
+    if let (Some(fixed_token), false) = (&fixed_token, renewable) {
+        let user = auth.child("user").string()?.trim().to_string();
+        return Ok(Auth::OAuth2 {
+            user,
+            oauth2: Box::new(fixed_token_only(fixed_token.clone(), auth)?),
+        });
+    }
+    if auth.child("expires").is_present() && fixed_token.is_none() {
+        return Err(auth
+            .child("expires")
+            .error("is the expiry of auth.accessToken, which is missing"));
     }
     let refresh_token = match auth.child("refreshToken").is_present() {
         true => Some(Secret::new(auth.child("refreshToken").secret()?)),
@@ -649,9 +667,48 @@ fn parse_nodemailer_oauth2(auth: &Field, inputs: &ConfigInputs, graph: bool) -> 
     if let Some(refresh_token) = refresh_token {
         oauth2.grant = Grant::RefreshToken(refresh_token);
     }
+    oauth2.fixed_token = fixed_token;
     Ok(Auth::OAuth2 {
         user,
         oauth2: Box::new(oauth2),
+    })
+}
+
+/// `auth.accessToken` and its `auth.expires` (ms since the epoch; a `Date` arrives as that).
+fn parse_fixed_token(auth: &Field) -> Result<Option<FixedToken>> {
+    if !auth.child("accessToken").is_present() {
+        return Ok(None);
+    }
+    let value = Secret::new(auth.child("accessToken").secret()?);
+    // Up to the year 9999, as a Date can be.
+    let expires = auth
+        .child("expires")
+        .optional_integer(0..=253_402_300_799_999)?
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+    Ok(Some(FixedToken { value, expires }))
+}
+
+/// The config of a fixed `auth.accessToken` with nothing to renew it: no token request is
+/// ever made, so the endpoint fields only keep their defaults.
+fn fixed_token_only(fixed_token: FixedToken, auth: &Field) -> Result<OAuth2Config> {
+    let client_id = auth.child("clientId").optional_string()?.unwrap_or_default();
+    Ok(OAuth2Config {
+        token_url: reqwest::Url::parse(&format!("{}/organizations/oauth2/v2.0/token", CLOUDS[0].1))
+            .expect("a valid constant URL"),
+        client_id: client_id.trim().to_string(),
+        credential: ClientCredential::NoRenewal,
+        grant: Grant::ClientCredentials,
+        scope: EXCHANGE_SCOPE.to_string(),
+        tenant_id: None,
+        proxy: None,
+        renew_before: DEFAULT_RENEW_BEFORE,
+        timeout: DEFAULT_TOKEN_TIMEOUT,
+        extra_ca: Vec::new(),
+        failure_cache: Duration::ZERO,
+        secret_trimmed: false,
+        assertion_timeout: DEFAULT_ASSERTION_TIMEOUT,
+        credential_environment: Vec::new(),
+        fixed_token: Some(fixed_token),
     })
 }
 
@@ -946,6 +1003,7 @@ fn parse_oauth2(field: &Field, inputs: &ConfigInputs, graph: bool) -> Result<OAu
         failure_cache,
         secret_trimmed,
         assertion_timeout: timeout(&field.child("clientAssertionTimeout"), DEFAULT_ASSERTION_TIMEOUT)?,
+        fixed_token: None,
         credential_environment,
     })
 }
@@ -1769,21 +1827,75 @@ mod tests {
             unreachable!()
         };
         auth.retain(|(key, _)| key != "accessUrl");
-        auth.push(("accessToken".into(), Value::str("canary-access")));
         let err = TransportConfig::from_value(&Value::Object(pairs.clone()), None).unwrap_err();
-        assert!(
-            err.message()
-                .starts_with("mail.smtp.auth.accessToken is not supported yet"),
-            "{}",
-            err.message()
-        );
-        assert!(!err.message().contains("canary"));
+        assert_eq!(err.message(), "mail.smtp.auth.accessUrl is missing");
         let Value::Object(auth) = &mut pairs[2].1 else {
             unreachable!()
         };
-        auth.retain(|(key, _)| key != "accessToken");
-        let err = TransportConfig::from_value(&Value::Object(pairs), None).unwrap_err();
-        assert_eq!(err.message(), "mail.smtp.auth.accessUrl is missing");
+        auth.push(("expires".into(), Value::Number(1_800_000_000_000.0)));
+        let err = TransportConfig::from_value(&Value::Object(pairs.clone()), None).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "mail.smtp.auth.expires is the expiry of auth.accessToken, which is missing"
+        );
+    }
+
+    #[test]
+    fn a_fixed_access_token_alone_is_never_renewed() {
+        let auth = |extra: Vec<(&str, Value)>| {
+            let mut fields = vec![
+                ("type", Value::str("OAuth2")),
+                ("user", Value::str("tas@contoso.com")),
+                ("accessToken", Value::str("canary-access")),
+            ];
+            fields.extend(extra);
+            Value::object([
+                ("host", Value::str("smtp.office365.com")),
+                ("auth", Value::object(fields)),
+            ])
+        };
+        let parsed =
+            TransportConfig::from_value(&auth(vec![("expires", Value::Number(1_800_000_000_000.0))]), None)
+                .unwrap();
+        let Auth::OAuth2 { oauth2, .. } = &parsed.auth else {
+            panic!("not OAuth2")
+        };
+        assert!(matches!(oauth2.credential, ClientCredential::NoRenewal));
+        let fixed = oauth2.fixed_token.as_ref().unwrap();
+        assert_eq!(fixed.value.expose(), "canary-access");
+        assert_eq!(
+            fixed.expires,
+            Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        );
+        assert!(!format!("{parsed:?}").contains("canary"));
+        // With a way to renew, the fixed token comes first and the grant after it.
+        let renewable = TransportConfig::from_value(
+            &auth(vec![
+                ("clientId", Value::str("00000000-0000-0000-0000-000000000001")),
+                ("clientSecret", Value::str("canary-secret")),
+                ("refreshToken", Value::str("canary-refresh")),
+                (
+                    "accessUrl",
+                    Value::str("https://login.microsoftonline.com/t/oauth2/v2.0/token"),
+                ),
+            ]),
+            None,
+        )
+        .unwrap();
+        let Auth::OAuth2 { oauth2, .. } = &renewable.auth else {
+            panic!("not OAuth2")
+        };
+        assert!(matches!(oauth2.credential, ClientCredential::Secret(_)));
+        assert!(matches!(oauth2.grant, Grant::RefreshToken(_)));
+        assert!(oauth2.fixed_token.is_some());
+        let message = error_of(&auth(vec![("expires", Value::str("tomorrow"))]));
+        assert!(message.starts_with("mail.smtp.auth.expires must be"), "{message}");
+        assert!(!message.contains("canary"));
+        let message = error_of(&set(&auth(vec![]), &["auth", "accessToken"], Value::Number(5.0)));
+        assert!(
+            message.starts_with("mail.smtp.auth.accessToken must be"),
+            "{message}"
+        );
     }
 
     #[test]

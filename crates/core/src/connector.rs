@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::graph::GraphClient;
 use crate::log::Logger;
 use crate::message::OutgoingMessage;
-use crate::oauth::{AccessToken, TokenProvider, TokenReport};
+use crate::oauth::{AccessToken, TokenProvider, TokenReport, FIXED_TOKEN_HINT};
 use crate::panic::{contained, panic_error, Panicked};
 use crate::smtp::{Delivery, Login, SmtpConnection};
 
@@ -115,6 +115,15 @@ impl Connector {
             _ => return SmtpConnection::connect(&self.config, &self.tls, &self.logger).await,
         };
         match self.connect_with_token(user, tokens).await {
+            Err((err, Some(rejected))) if is_token_refusal(&err) && !tokens.renewable() => {
+                // A fixed auth.accessToken: no other token to try.
+                tokens.invalidate(&rejected);
+                let hint = match err.hint() {
+                    Some(hint) => format!("{FIXED_TOKEN_HINT} {hint}"),
+                    None => FIXED_TOKEN_HINT.to_string(),
+                };
+                Err(err.with_hint(hint))
+            }
             Err((err, Some(rejected))) if is_token_refusal(&err) => {
                 tokens.invalidate(&rejected);
                 match self.connect_with_token(user, tokens).await {

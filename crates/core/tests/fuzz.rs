@@ -909,6 +909,10 @@ fn fuzz_token_response_parser() {
                         access_token: Secret::new("another-token"),
                         expires_in: grant.expires_in,
                         refresh_in: grant.refresh_in,
+                        refresh_token: grant
+                            .refresh_token
+                            .as_ref()
+                            .map(|_| Secret::new("another-refresh")),
                     };
                     prop_assert_eq!(
                         format!("{grant:?}"),
@@ -981,6 +985,7 @@ fn fuzz_token_claims() {
                 access_token: Secret::new(token),
                 expires_in: Duration::from_secs(expires_in),
                 refresh_in: None,
+                refresh_token: None,
             }
             .into_token(sent, Duration::from_secs(300));
             prop_assert!(placed.expires_at <= sent.instant + Duration::from_secs(expires_in));

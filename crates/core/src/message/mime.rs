@@ -5,6 +5,7 @@
 //! repeated and custom headers on a part, a part given whole (`raw`), a transfer encoding
 //! chosen by the caller, and large base64 bodies left in the caller's buffer until sent.
 
+use super::header_names::HeaderNames;
 use base64::Engine;
 use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
 use lettre::message::Body as EncodedBody;
@@ -107,18 +108,35 @@ pub(super) fn write_header(out: &mut Vec<u8>, value: &HeaderValue) {
     out.extend_from_slice(headers.to_string().as_bytes());
 }
 
-/// Collects the wire segments: bytes, and large base64 bodies by reference.
+/// Collects the wire segments: bytes, and large base64 bodies by reference. Every header
+/// line goes through [`Writer::header`] or [`Writer::header_block`], which write the names
+/// `normalizeHeaderKey` chose.
 pub(super) struct Writer {
     segments: Vec<Segment>,
     pending: Vec<u8>,
+    names: HeaderNames,
 }
 
 impl Writer {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(names: HeaderNames) -> Self {
         Writer {
             segments: Vec::new(),
             pending: Vec::new(),
+            names,
         }
+    }
+
+    /// Appends one header (as lettre encodes and folds it).
+    pub(super) fn header(&mut self, value: &HeaderValue) {
+        let mut line = Vec::new();
+        write_header(&mut line, value);
+        self.header_block(&line);
+    }
+
+    /// Appends header lines that are already encoded.
+    pub(super) fn header_block(&mut self, block: &[u8]) {
+        let renamed = self.names.apply(block);
+        self.pending.extend_from_slice(&renamed);
     }
 
     pub(super) fn bytes(&mut self) -> &mut Vec<u8> {
@@ -171,9 +189,9 @@ impl Part {
                     }
                     other => format!("multipart/{other};\r\n boundary=\"{boundary}\""),
                 };
-                write_header(out.bytes(), &header_pre_encoded("Content-Type", content_type));
+                out.header(&header_pre_encoded("Content-Type", content_type));
                 for value in &headers {
-                    write_header(out.bytes(), value);
+                    out.header(value);
                 }
                 out.bytes().extend_from_slice(b"\r\n");
                 for child in children {
@@ -193,13 +211,10 @@ impl Part {
             } => {
                 let (label, body) = encode(content, encoding)?;
                 for value in &headers {
-                    write_header(out.bytes(), value);
+                    out.header(value);
                 }
                 if let Some(label) = label {
-                    write_header(
-                        out.bytes(),
-                        &header_pre_encoded("Content-Transfer-Encoding", label),
-                    );
+                    out.header(&header_pre_encoded("Content-Transfer-Encoding", label));
                 }
                 out.bytes().extend_from_slice(b"\r\n");
                 match body {

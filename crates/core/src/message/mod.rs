@@ -8,6 +8,7 @@ mod attachment;
 mod body;
 mod data_urls;
 mod fetch;
+mod header_names;
 mod headers;
 mod mime;
 mod raw;
@@ -25,11 +26,12 @@ use crate::input::{Field, Value};
 
 use crate::input::ByteBuf;
 use body::body_part;
+use header_names::HeaderNames;
 use headers::{
     angle_bracketed, custom_headers, date_field, list_headers, priority_headers, string_list, text_field,
     value_name, x_mailer,
 };
-use mime::{header_pre_encoded, write_header, Writer};
+use mime::{header_pre_encoded, Writer};
 use raw::header_value;
 pub use raw::raw_message;
 pub use wire::{encode_base64_lines, MessageBody, Segment, BASE64_LINE_INPUT};
@@ -158,6 +160,7 @@ pub async fn build_message(
         });
     }
 
+    let names = HeaderNames::parse(&root.child("normalizeHeaderKey"))?;
     let mut extra = priority_headers(&root.child("priority"))?;
     extra.extend(list_headers(&root.child("list"))?);
     extra.extend(x_mailer(&root.child("xMailer"))?);
@@ -202,12 +205,12 @@ pub async fn build_message(
         .unwrap_or_default()
         .trim()
         .to_string();
-    let mut writer = Writer::new();
-    writer.bytes().extend_from_slice(headers.to_string().as_bytes());
+    let mut writer = Writer::new(names);
+    writer.header_block(headers.to_string().as_bytes());
     for value in extra.iter().chain(&custom_lines) {
-        write_header(writer.bytes(), value);
+        writer.header(value);
     }
-    write_header(writer.bytes(), &header_pre_encoded("MIME-Version", "1.0".into()));
+    writer.header(&header_pre_encoded("MIME-Version", "1.0".into()));
     part.write(&mut writer)
         .map_err(|problem| Error::message_error(format!("a part of the message {problem}")))?;
     writer.end_line();

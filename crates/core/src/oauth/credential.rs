@@ -33,6 +33,9 @@ pub enum ClientCredential {
     AssertionCallback(AssertionCallback),
     /// `oauth2.managedIdentity`: no credential; the platform's endpoint issues the token.
     ManagedIdentity(Arc<ManagedIdentity>),
+    /// nodemailer's `auth.accessToken` alone: no credential, no token request; the fixed
+    /// token is used until it expires or is refused.
+    NoRenewal,
 }
 
 impl fmt::Debug for ClientCredential {
@@ -43,6 +46,7 @@ impl fmt::Debug for ClientCredential {
             ClientCredential::AssertionFile(file) => write!(f, "AssertionFile({:?})", file.path),
             ClientCredential::AssertionCallback(_) => f.write_str("AssertionCallback"),
             ClientCredential::ManagedIdentity(identity) => write!(f, "{identity:?}"),
+            ClientCredential::NoRenewal => f.write_str("NoRenewal"),
         }
     }
 }
@@ -56,6 +60,7 @@ impl ClientCredential {
             ClientCredential::AssertionFile(_) => "clientAssertionFile",
             ClientCredential::AssertionCallback(_) => "clientAssertion",
             ClientCredential::ManagedIdentity(_) => "managedIdentity",
+            ClientCredential::NoRenewal => "accessToken",
         }
     }
 
@@ -75,6 +80,9 @@ impl ClientCredential {
                 identity.chosen_by,
                 identity.identity.describe()
             ),
+            ClientCredential::NoRenewal => {
+                "mail.smtp.auth.accessToken, fixed in the config (cannot be renewed)".into()
+            }
         }
     }
 }
@@ -84,7 +92,8 @@ impl ClientCredential {
 /// assertion itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialReport {
-    /// `clientSecret`, `certificate`, `clientAssertionFile`, `clientAssertion` or `managedIdentity`.
+    /// `clientSecret`, `certificate`, `clientAssertionFile`, `clientAssertion`,
+    /// `managedIdentity` or `accessToken` (a fixed token, nothing to renew it with).
     pub kind: &'static str,
     pub source: String,
     /// The environment variables that chose or completed the credential (Azure Workload

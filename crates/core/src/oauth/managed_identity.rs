@@ -214,13 +214,13 @@ impl ManagedIdentity {
                 exchange(
                     request().header("Authorization", authorization.expose()),
                     config,
-                    &key,
+                    &[&key],
                 )
                 .await
             }
             _ => {
                 let scrubbed = self.header.clone().unwrap_or_else(|| Secret::new(""));
-                exchange(request(), config, &scrubbed).await
+                exchange(request(), config, &[&scrubbed]).await
             }
         };
         outcome.map_err(|err| self.explain(err))

@@ -5,6 +5,7 @@
 mod assertion;
 mod claims;
 mod credential;
+mod fixed_token;
 mod managed_identity;
 mod provider;
 mod token;
@@ -14,5 +15,6 @@ pub use managed_identity::{managed_identity_url, EndpointKind, Identity, Managed
 
 pub use claims::{inspect, Expectations, TokenProblem, TokenReport};
 pub use credential::{CertificateCredential, ClientCredential, CredentialReport};
+pub use fixed_token::{FixedToken, FIXED_TOKEN_HINT};
 pub use provider::{http_client_builder, TokenListener, TokenProvider};
 pub use token::{parse_token_response, AccessToken, Freshness, SentAt, TokenGrant};

@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{OAuth2Config, TlsOptions};
+use crate::config::{Grant, OAuth2Config, TlsOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::oauth::assertion::AssertionClaims;
 use crate::oauth::claims::{inspect, Expectations, TokenReport};
 use crate::oauth::credential::{ClientCredential, CredentialReport};
 use crate::oauth::token::{request_token, AccessToken, Freshness};
+use crate::secret::Secret;
 use crate::tls::token_client_config;
 
 /// Told about every new token (never the token itself: only its expiry).
@@ -49,6 +50,9 @@ pub struct TokenProvider {
     listener: Option<TokenListener>,
     /// The claims of the last client assertion a file or callback provided.
     last_assertion: Mutex<Option<AssertionClaims>>,
+    /// The grant of the next request: `config.grant`, with the refresh token replaced by
+    /// the one the endpoint last returned (rotation).
+    grant: Mutex<Grant>,
 }
 
 impl TokenProvider {
@@ -62,10 +66,16 @@ impl TokenProvider {
             .connect_timeout(connect_timeout)
             .build()
             .map_err(|err| Error::config(format!("cannot create the HTTPS client: {err}")))?;
+        // nodemailer's fixed auth.accessToken is the first token, as if just obtained.
+        let fixed = config
+            .fixed_token
+            .as_ref()
+            .map(|fixed| Arc::new(fixed.to_access_token(config.renew_before)));
         Ok(TokenProvider {
+            grant: Mutex::new(config.grant.clone()),
             config,
             http,
-            cached: RwLock::new(None),
+            cached: RwLock::new(fixed),
             refresh: tokio::sync::Mutex::new(None),
             finished: AtomicU64::new(0),
             background_running: AtomicBool::new(false),
@@ -83,7 +93,9 @@ impl TokenProvider {
             match token.freshness(Instant::now(), SystemTime::now()) {
                 Freshness::Fresh => return Ok(token),
                 Freshness::DueForRenewal => {
-                    self.renew_in_background();
+                    if self.renewable() {
+                        self.renew_in_background();
+                    }
                     return Ok(token);
                 }
                 Freshness::Stale => {}
@@ -102,6 +114,7 @@ impl TokenProvider {
         if usable {
             return Ok(());
         }
+        self.check_renewable()?;
         self.check_refused()?;
         self.check_throttle()
     }
@@ -117,6 +130,11 @@ impl TokenProvider {
         {
             *cached = None;
         }
+    }
+
+    /// Whether a new token can be obtained: false for a fixed `auth.accessToken` alone.
+    pub fn renewable(&self) -> bool {
+        !matches!(self.config.credential, ClientCredential::NoRenewal)
     }
 
     /// What `token` says about the setup (audience, role, tenant), and which credential
@@ -193,11 +211,16 @@ impl TokenProvider {
                 return Err(failure.clone());
             }
         }
+        self.check_renewable()?;
         self.check_refused()?;
         self.check_throttle()?;
-        let outcome = request_token(&self.http, &self.config, &self.last_assertion)
+        let grant = self.grant.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let outcome = request_token(&self.http, &self.config, &grant, &self.last_assertion)
             .await
-            .map(|(grant, sent)| Arc::new(grant.into_token(sent, self.config.renew_before)));
+            .map(|(mut grant, sent)| {
+                self.keep_rotated_refresh_token(grant.refresh_token.take());
+                Arc::new(grant.into_token(sent, self.config.renew_before))
+            });
         match &outcome {
             Ok(token) => {
                 *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
@@ -225,6 +248,24 @@ impl TokenProvider {
         match outcome {
             Err(err) if err.retry_after().is_some() => Err(self.check_throttle().err().unwrap_or(err)),
             outcome => outcome,
+        }
+    }
+
+    /// A refresh token the endpoint returned replaces the one sent, as its issuer may have
+    /// revoked that one (Entra ID rotates them). Irrelevant to the client_credentials grant.
+    fn keep_rotated_refresh_token(&self, rotated: Option<Secret>) {
+        let mut grant = self.grant.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Grant::RefreshToken(current), Some(rotated)) = (&mut *grant, rotated) {
+            *current = rotated;
+        }
+    }
+
+    /// A fixed `auth.accessToken` with nothing to renew it: there is no usable token (it
+    /// expired, or the server refused it), and there will be none.
+    fn check_renewable(&self) -> Result<()> {
+        match &self.config.fixed_token {
+            Some(fixed) if !self.renewable() => Err(fixed.unusable(self.cached_token().is_none())),
+            _ => Ok(()),
         }
     }
 

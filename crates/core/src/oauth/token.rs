@@ -84,6 +84,8 @@ pub struct TokenGrant {
     pub expires_in: Duration,
     /// Entra ID's optional hint for early renewal.
     pub refresh_in: Option<Duration>,
+    /// A new refresh token (rotation), to be used instead of the one sent.
+    pub refresh_token: Option<Secret>,
 }
 
 impl TokenGrant {
@@ -118,7 +120,7 @@ impl TokenGrant {
 }
 
 /// Longer lifetimes (`expires_in: 1e300`) are taken as this: ~31 years.
-const MAX_LIFETIME_SECS: f64 = 1e9;
+pub(crate) const MAX_LIFETIME_SECS: f64 = 1e9;
 
 /// `expires_in` arrives as a number or as a numeric string.
 #[derive(Deserialize)]
@@ -158,6 +160,7 @@ struct SuccessBody {
     /// only this; IMDS both, as strings).
     expires_on: Option<Seconds>,
     refresh_in: Option<Seconds>,
+    refresh_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +217,7 @@ fn parse_token_response_scrubbing(status: u16, body: &[u8], secrets: &[&Secret])
             access_token: Secret::new(access_token),
             expires_in,
             refresh_in,
+            refresh_token: parsed.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
         });
     }
 
@@ -312,16 +316,18 @@ fn replace_ignoring_hex_case(text: &str, needle: &str) -> String {
 /// Asks for a token (the client_credentials or refresh_token grant, or a managed identity's endpoint),
 /// retrying transient failures with jittered exponential backoff. A 429 is returned at once,
 /// with its `Retry-After`. The grant comes with when its (successful) request was sent.
+/// `grant` is `config.grant`, or the same with the refresh token the endpoint last rotated.
 /// `last_assertion` receives the claims of each client assertion someone else made.
 pub async fn request_token(
     http: &reqwest::Client,
     config: &OAuth2Config,
+    grant: &Grant,
     last_assertion: &Mutex<Option<AssertionClaims>>,
 ) -> Result<(TokenGrant, SentAt)> {
     let credential = RequestCredential::prepare(config, last_assertion).await?;
     let mut attempt = 1;
     loop {
-        match request_once(http, config, &credential).await {
+        match request_once(http, config, grant, &credential).await {
             Err(err) if attempt < MAX_ATTEMPTS && err.is_transient() && err.http_status() != Some(429) => {
                 let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
                 // Full jitter between half and all of the backoff: many transports started
@@ -364,6 +370,12 @@ impl<'a> RequestCredential<'a> {
             ClientCredential::AssertionCallback(callback) => {
                 callback.assertion(config.assertion_timeout).await?
             }
+            ClientCredential::NoRenewal => {
+                return Err(Error::new(
+                    ErrorKind::OAuth2,
+                    "no token request without a credential (only auth.accessToken is configured)",
+                ))
+            }
         };
         let claims = AssertionClaims::of(assertion.expose()).unwrap_or_default();
         *last_assertion.lock().unwrap_or_else(|e| e.into_inner()) = Some(claims.clone());
@@ -374,6 +386,7 @@ impl<'a> RequestCredential<'a> {
 async fn request_once(
     http: &reqwest::Client,
     config: &OAuth2Config,
+    grant: &Grant,
     credential: &RequestCredential<'_>,
 ) -> Result<(TokenGrant, SentAt)> {
     let url = &config.token_url;
@@ -390,11 +403,13 @@ async fn request_once(
         ("client_id", config.client_id.as_str()),
         ("scope", config.scope.as_str()),
     ];
-    match &config.grant {
+    let mut scrubbed = vec![&credential_value];
+    match grant {
         Grant::ClientCredentials => form.insert(0, ("grant_type", "client_credentials")),
         Grant::RefreshToken(refresh_token) => {
             form.insert(0, ("grant_type", "refresh_token"));
             form.push(("refresh_token", refresh_token.expose()));
+            scrubbed.push(refresh_token);
         }
     }
     if credential_field == "client_assertion" {
@@ -402,7 +417,7 @@ async fn request_once(
     }
     form.push((credential_field, credential_value.expose()));
     let request = http.post(url.clone()).form(&form);
-    let outcome = exchange(request, config, &credential_value).await;
+    let outcome = exchange(request, config, &scrubbed).await;
     // Someone else's assertion: what it claims is what Entra ID matches against the app's
     // federated credentials, worth showing when it is refused.
     match credential {
@@ -413,12 +428,12 @@ async fn request_once(
 
 /// Sends one token request and reads its answer: no redirect followed, a bounded body kept
 /// in zeroed memory, `Retry-After` on 429, the whole bounded by `oauth2.timeout`.
-/// `scrubbed` (the credential sent) and the refresh token of the grant, if any, are removed
+/// `scrubbed` (the credential sent, and the refresh token of the grant, if any) is removed
 /// from any text that is kept.
 pub(crate) async fn exchange(
     request: reqwest::RequestBuilder,
     config: &OAuth2Config,
-    scrubbed: &Secret,
+    scrubbed: &[&Secret],
 ) -> Result<(TokenGrant, SentAt)> {
     let url = &config.token_url;
     let sent = SentAt::now();
@@ -446,11 +461,7 @@ pub(crate) async fn exchange(
             }
             append_zeroizing(&mut body, &chunk);
         }
-        let mut secrets = vec![scrubbed];
-        if let Grant::RefreshToken(refresh_token) = &config.grant {
-            secrets.push(refresh_token);
-        }
-        let mut outcome = parse_token_response_scrubbing(status, &body, &secrets);
+        let mut outcome = parse_token_response_scrubbing(status, &body, scrubbed);
         if status == 429 {
             let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER);
             outcome = outcome.map_err(|err| err.with_retry_after(wait));
@@ -693,6 +704,7 @@ mod tests {
             access_token: secret(),
             expires_in: Duration::from_secs(secs),
             refresh_in: None,
+            refresh_token: None,
         }
     }
 
