@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::content_access::ContentAccess;
 use crate::error::{ErrorKind, Result};
+use crate::hints::{Hint, HintContext};
 use crate::input::{Field, Value};
 use crate::oauth::{CertificateCredential, ClientCredential};
 use crate::secret::Secret;
@@ -128,6 +129,9 @@ pub struct OAuth2Config {
     pub failure_cache: Duration,
     /// `clientSecret` had leading or trailing whitespace, which was removed.
     pub secret_trimmed: bool,
+    /// `oauth2.rbac`: Exchange RBAC for Applications grants the mailbox, so the token carries
+    /// no `SMTP.SendAsApp` role and none is expected.
+    pub rbac: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +286,18 @@ fn parse_auth(root: &Field, extra_ca_file: Option<&[u8]>) -> Result<Auth> {
             oauth2: Box::new(oauth2),
         });
     }
+    // nodemailer ignores oauth2 settings without `type: 'oauth2'`; with no password either,
+    // they were meant to be used.
+    let untyped = root.child("type").optional_string()?.is_none();
+    if untyped && root.child("oauth2").is_present() && !auth.child("pass").is_present() {
+        return Err(root
+            .child("type")
+            .error("is undefined, not 'oauth2': the mail.smtp.oauth2 settings are ignored")
+            .with_hint(Hint::render(
+                "config.oauth2_without_type",
+                &HintContext::default(),
+            )));
+    }
     if !auth.is_present() {
         return Ok(Auth::None);
     }
@@ -396,6 +412,7 @@ fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Con
         extra_ca,
         failure_cache,
         secret_trimmed,
+        rbac: field.child("rbac").optional_bool()?.unwrap_or(false),
     })
 }
 

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::hints::{Hint, HintContext};
+
 /// What went wrong, in nodemailer's vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -113,7 +115,7 @@ struct Details {
     http_status: Option<u16>,
     oauth: Option<OAuthErrorBody>,
     rejected: Vec<RejectedRecipient>,
-    hint: Option<String>,
+    hint: Option<Hint>,
     retry_after: Option<std::time::Duration>,
     /// How many times the operation was tried (set by the send path).
     attempts: u32,
@@ -175,8 +177,14 @@ impl Error {
         self
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         self.0.hint = Some(hint.into());
+        self
+    }
+
+    /// The hint rendered again with what the transport knows (mailbox, sender, client id).
+    pub fn in_context(mut self, context: &HintContext) -> Self {
+        self.0.hint = self.0.hint.take().map(|hint| hint.in_context(context));
         self
     }
 
@@ -229,8 +237,14 @@ impl Error {
         &self.0.rejected
     }
 
+    /// The hint's text.
     pub fn hint(&self) -> Option<&str> {
-        self.0.hint.as_deref()
+        self.0.hint.as_ref().map(|hint| hint.text.as_str())
+    }
+
+    /// The hint as data: id, parameters, text.
+    pub fn hint_data(&self) -> Option<&Hint> {
+        self.0.hint.as_ref()
     }
 
     pub fn retry_after(&self) -> Option<std::time::Duration> {

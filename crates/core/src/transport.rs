@@ -10,11 +10,13 @@ use tokio::sync::Notify;
 use crate::config::{Auth, TransportConfig};
 use crate::connector::Connector;
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
+use crate::exchange::hint_context;
 use crate::input::Value;
 use crate::log::{LogSink, Logger};
 use crate::message::{build_message, raw_message, OutgoingMessage};
 use crate::oauth::{AccessToken, TokenListener, TokenProvider, TokenReport};
 use crate::pool::Pool;
+use crate::probe::{self, ProbeOptions, ProbeReport};
 use crate::tls::rustls_client_config;
 
 /// What `sendMail` resolves with (nodemailer's `info`).
@@ -141,6 +143,28 @@ impl Transport {
         &self.connector.config
     }
 
+    pub(crate) fn logger(&self) -> &Logger {
+        &self.connector.logger
+    }
+
+    /// The token endpoint, for an OAuth2 transport.
+    pub fn token_url(&self) -> Option<&reqwest::Url> {
+        match &self.connector.config.auth {
+            Auth::OAuth2 { oauth2, .. } => Some(&oauth2.token_url),
+            _ => None,
+        }
+    }
+
+    /// Walks the chain as the transport does and reports each step (the doctor).
+    pub async fn probe(&self, options: &ProbeOptions) -> ProbeReport {
+        probe::run(self, options).await
+    }
+
+    /// The error's hint filled in with what this transport knows (and the sender, if any).
+    fn explained(&self, err: Error, from: Option<&str>) -> Error {
+        err.in_context(&hint_context(&self.connector.config, from))
+    }
+
     /// Connects, sets up TLS, authenticates and quits: proves the whole chain works.
     /// With a pool, it takes one of its `maxConnections` slots.
     pub async fn verify(&self) -> Result<()> {
@@ -153,6 +177,7 @@ impl Transport {
             Some(pool) => pool.in_slot(check).await,
             None => check.await,
         }
+        .map_err(|err| self.explained(err, None))
     }
 
     /// Accepts a send, synchronously, before any of its work: a send admitted before
@@ -193,10 +218,12 @@ impl Transport {
     }
 
     async fn deliver(&self, outgoing: Arc<OutgoingMessage>) -> Result<SentInfo> {
-        let delivery = match &self.pool {
-            Some(pool) => pool.send(Arc::clone(&outgoing)).await?,
-            None => self.connector.send_unpooled(&outgoing).await?,
+        let delivered = match &self.pool {
+            Some(pool) => pool.send(Arc::clone(&outgoing)).await,
+            None => self.connector.send_unpooled(&outgoing).await,
         };
+        let from = outgoing.envelope_from.as_ref().map(|a| a.to_string());
+        let delivery = delivered.map_err(|err| self.explained(err, from.as_deref()))?;
         Ok(SentInfo {
             message_id: outgoing.message_id.clone(),
             envelope_from: outgoing.envelope_from.as_ref().map(|a| a.to_string()),
@@ -229,7 +256,10 @@ impl Transport {
 
     /// The current access token (cached, or fetched now).
     pub async fn access_token(&self) -> Result<Arc<AccessToken>> {
-        self.connector.access_token().await
+        self.connector
+            .access_token()
+            .await
+            .map_err(|err| self.explained(err, None))
     }
 
     /// The current token's claims that matter for SMTP, and the problems they show.

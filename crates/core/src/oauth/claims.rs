@@ -44,6 +44,9 @@ pub struct Expectations<'a> {
     pub scope: &'a str,
     pub tenant_id: Option<&'a str>,
     pub client_id: &'a str,
+    /// The app role the token must carry (`SMTP.SendAsApp`; `Mail.Send` for High Volume
+    /// Email); `None` when Exchange grants the mailbox otherwise (RBAC for Applications).
+    pub role: Option<&'a str>,
 }
 
 pub fn inspect(token: &str, expected: &Expectations) -> TokenReport {
@@ -98,7 +101,10 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
             });
         }
     }
-    if for_exchange && !report.roles.iter().any(|r| r == SMTP_ROLE) {
+    let missing_role = expected
+        .role
+        .filter(|role| !report.roles.iter().any(|r| r == role));
+    if let (true, Some(role)) = (for_exchange, missing_role) {
         let roles = if report.roles.is_empty() {
             "none".to_string()
         } else {
@@ -106,7 +112,7 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
         };
         problems.push(TokenProblem {
             code: "ROLE_MISSING",
-            message: format!("the token has no {SMTP_ROLE} role (roles: {roles}): add the Office 365 Exchange Online application permission SMTP.SendAsApp to the app registration and grant admin consent"),
+            message: format!("the token has no {role} role (roles: {roles}): add the Office 365 Exchange Online application permission {role} to the app registration and grant admin consent"),
         });
     }
     // Only a tenant id says which tenant issued a token: a domain (`contoso.onmicrosoft.com`)
@@ -199,6 +205,7 @@ mod tests {
             scope: "https://outlook.office365.com/.default",
             tenant_id: Some(TENANT),
             client_id: "app1",
+            role: Some(SMTP_ROLE),
         }
     }
 

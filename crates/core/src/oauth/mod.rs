@@ -6,7 +6,7 @@ mod credential;
 mod provider;
 mod token;
 
-pub use claims::{inspect, Expectations, TokenProblem, TokenReport};
+pub use claims::{inspect, Expectations, TokenProblem, TokenReport, SMTP_ROLE};
 pub use credential::{CertificateCredential, ClientCredential};
 pub use provider::{TokenListener, TokenProvider};
 pub use token::{parse_token_response, AccessToken, Freshness, SentAt, TokenGrant};

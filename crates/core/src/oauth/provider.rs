@@ -122,12 +122,13 @@ impl TokenProvider {
         }
     }
 
-    /// What `token` says about the setup (audience, role, tenant).
-    pub fn inspect(&self, token: &AccessToken) -> TokenReport {
+    /// What `token` says about the setup (audience, `role`, tenant).
+    pub fn inspect(&self, token: &AccessToken, role: Option<&str>) -> TokenReport {
         let expected = Expectations {
             scope: &self.config.scope,
             tenant_id: self.config.tenant_id.as_deref(),
             client_id: &self.config.client_id,
+            role,
         };
         inspect(token.value.expose(), &expected)
     }

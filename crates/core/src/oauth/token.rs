@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use crate::config::OAuth2Config;
 use crate::error::{Error, ErrorKind, OAuthErrorBody, Result};
-use crate::hints::oauth_hint;
+use crate::hints::{oauth_hint, Hint};
 use crate::oauth::claims::token_expiry;
 use crate::oauth::credential::ClientCredential;
 use crate::secret::Secret;
@@ -418,11 +418,9 @@ fn note_trimmed_secret(err: Error) -> Error {
     if !wrong_secret {
         return err;
     }
-    let hint = format!(
-        "{} Note: the configured clientSecret had leading or trailing whitespace (a newline from a file or an environment variable?), which was found and removed before sending; the value without it was refused too.",
-        err.hint().unwrap_or_default()
-    );
-    err.with_hint(hint.trim_start().to_string())
+    let note = "Note: the configured clientSecret had leading or trailing whitespace (a newline from a file or an environment variable?), which was found and removed before sending; the value without it was refused too.";
+    let hint = err.hint_data().cloned().unwrap_or_else(|| Hint::from(""));
+    err.with_hint(hint.with_note(note))
 }
 
 /// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
