@@ -32,7 +32,7 @@ export declare class NativeTransport {
    * test message) with the transport's own code. Resolves
    * `{ ok, steps: [{ step, name, title, ok, status, finding, fix, hint, warnings, details, elapsedMs }] }`.
    */
-  probe(request?: ProbeRequest | undefined | null): Promise<ProbeReport>
+  probe(request?: ProbeRequest | undefined | null): Promise<{ ok: boolean; steps: Array<Record<string, any>> }>
   /**
    * Sends a message someone else built (nodemailer's plugin API): `raw` is the whole
    * message, `envelope` its `{ from, to }`; the outcome goes to `onComplete`.

@@ -133,7 +133,7 @@ pub(super) async fn check(transport: &Transport) -> Outcome {
     };
     Outcome::pass(
         format!(
-            "{}:{}{via} greets, {mode} {} {}, {trust}, AUTH {}",
+            "{}:{}{via} greets, {mode} {}, {trust}, cipher {}, AUTH {}",
             config.host,
             config.port,
             tls.version,
