@@ -3,18 +3,16 @@
 // the chain and checks that the doctor names that step, shows the right fix, skips the rest,
 // exits 1, and never prints the client secret or an access token.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { makeTestPki, makeUntrustedPki } from './support/certs.mjs';
+import { runCli, stepMarks } from './support/cli.mjs';
 import { TEST_CLIENT_ID, TEST_CLIENT_SECRET, TEST_TENANT, TEST_USER } from './support/config.mjs';
 import { startEnv } from './support/env.mjs';
 import { secretForms } from './support/errors.mjs';
 
-const CLI = fileURLToPath(new URL('../bin/smtp-oauth-transport.js', import.meta.url));
 const RCPT = 'rcpt@example.com';
 
 let tmp;
@@ -23,37 +21,6 @@ before(() => {
     fs.writeFileSync(path.join(tmp, 'ca.pem'), makeTestPki().caPem);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-/** The parent's environment without anything that could point the CLI at real settings. */
-function cleanEnv(extra = {}) {
-    const env = {};
-    for (const [key, value] of Object.entries(process.env)) {
-        if (!/^TAS_|^NODE_EXTRA_CA_CERTS$|^NAPI_RS_|PROXY$/i.test(key)) {
-            env[key] = value;
-        }
-    }
-    return { ...env, ...extra };
-}
-
-/** Runs the CLI; resolves { code, stdout, stderr }. */
-function runCli(args, { env = {}, timeoutMs = 30000 } = {}) {
-    return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', d => (stdout += d));
-        child.stderr.setEncoding('utf8').on('data', d => (stderr += d));
-        const timer = setTimeout(() => {
-            child.kill('SIGKILL');
-            reject(new Error(`the CLI did not finish within ${timeoutMs} ms; stdout so far:\n${stdout}\nstderr:\n${stderr}`));
-        }, timeoutMs);
-        child.on('error', reject);
-        child.on('close', (code, signal) => {
-            clearTimeout(timer);
-            resolve({ code, signal, stdout, stderr });
-        });
-    });
-}
 
 let localJsCount = 0;
 /** Writes a local.js exporting { mail } (JSON-able values only) and returns its path. */
@@ -109,20 +76,6 @@ function seedEnv(env, overrides = {}) {
         TEST_CA_FILE: path.join(tmp, 'ca.pem'),
         ...overrides
     };
-}
-
-/** { 1: '✔', 2: '✘', ... } from the doctor's text output, plus the whole line of each step. */
-function stepMarks(stdout) {
-    const marks = {};
-    const lines = {};
-    for (const line of stdout.split('\n')) {
-        const match = /^([✔✘–]) (\d)\. /.exec(line);
-        if (match) {
-            marks[match[2]] = match[1];
-            lines[match[2]] = line;
-        }
-    }
-    return { marks, lines };
 }
 
 /** Asserts the doctor printed step `failed` as ✘, the ones before ✔ and the ones after as skipped. */

@@ -224,6 +224,26 @@ mod tests {
     }
 
     #[test]
+    fn the_expected_role_is_checked_and_none_is_expected_with_rbac() {
+        let token = jwt(
+            serde_json::json!({"aud":"https://outlook.office365.com","roles":["Mail.Send"],"tid":TENANT,"appid":"app1"}),
+        );
+        let hve = Expectations {
+            role: Some("Mail.Send"),
+            ..expected()
+        };
+        assert_eq!(inspect(&token, &hve).problems, vec![]);
+        let smtp = inspect(&token, &expected()).problems;
+        assert_eq!(smtp[0].code, "ROLE_MISSING");
+        assert!(smtp[0].message.contains("no SMTP.SendAsApp role (roles: Mail.Send)"));
+        let rbac = Expectations {
+            role: None,
+            ..expected()
+        };
+        assert_eq!(inspect(&token, &rbac).problems, vec![]);
+    }
+
+    #[test]
     fn a_graph_token_without_the_role_from_another_tenant() {
         let token = jwt(
             serde_json::json!({"aud":"https://graph.microsoft.com","roles":["Mail.Send"],"tid":OTHER_TENANT,"appid":"app1"}),
