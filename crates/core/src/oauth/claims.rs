@@ -235,7 +235,9 @@ mod tests {
         assert_eq!(inspect(&token, &hve).problems, vec![]);
         let smtp = inspect(&token, &expected()).problems;
         assert_eq!(smtp[0].code, "ROLE_MISSING");
-        assert!(smtp[0].message.contains("no SMTP.SendAsApp role (roles: Mail.Send)"));
+        assert!(smtp[0]
+            .message
+            .contains("no SMTP.SendAsApp role (roles: Mail.Send)"));
         let rbac = Expectations {
             role: None,
             ..expected()

@@ -48,7 +48,7 @@ pub(super) async fn check_send(transport: &Transport, options: &ProbeOptions) ->
         ("subject", Value::str("smtp-oauth-transport doctor test")),
         (
             "text",
-            Value::str(&format!("This message was sent by \"smtp-oauth-transport doctor\" on {machine} at {now} to check that {from} can send mail.")),
+            Value::str(format!("This message was sent by \"smtp-oauth-transport doctor\" on {machine} at {now} to check that {from} can send mail.")),
         ),
     ]);
     match transport.send(&message).await {
