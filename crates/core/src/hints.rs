@@ -238,20 +238,19 @@ fn token_refused(
     client: &str,
 ) -> String {
     params.insert("rbac", ctx.rbac.to_string());
-    let classic = format!("New-ServicePrincipal -AppId \"{client}\" -ServiceId \"{OBJECT_ID}\" -DisplayName \"SMTP OAuth\"; Add-MailboxPermission -Identity \"{user}\" -User \"{OBJECT_ID}\" -AccessRights FullAccess");
-    let rbac = format!("New-ServicePrincipal -AppId \"{client}\" -ServiceId \"{OBJECT_ID}\"; New-ManagementScope -Name \"SMTP senders\" -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{user}'\"; New-ManagementRoleAssignment -Role 'Application SMTP.SendAsApp' -App \"{OBJECT_ID}\" -CustomResourceScope \"SMTP senders\"");
-    let (first, second) = if ctx.rbac {
-        (
-            format!("RBAC for Applications (mail.smtp.oauth2.rbac is set): {rbac}"),
-            format!("or the mailbox-permission way: {classic}"),
-        )
-    } else {
-        (
-            format!("the mailbox-permission way (the token carries SMTP.SendAsApp): {classic}"),
-            format!("or Exchange RBAC for Applications (no token role; set oauth2.rbac: true): {rbac}"),
-        )
+    let principal = format!(
+        "  New-ServicePrincipal -AppId \"{client}\" -ServiceId \"{OBJECT_ID}\" -DisplayName \"SMTP OAuth\""
+    );
+    let classic = format!("{principal}\n  Add-MailboxPermission -Identity \"{user}\" -User \"{OBJECT_ID}\" -AccessRights FullAccess");
+    let rbac = format!("{principal}\n  New-ManagementScope -Name \"SMTP senders\" -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{user}'\"\n  New-ManagementRoleAssignment -Role 'Application SMTP.SendAsApp' -App \"{OBJECT_ID}\" -CustomResourceScope \"SMTP senders\"");
+    let classic = format!("with a mailbox permission (the token carries SMTP.SendAsApp):\n{classic}");
+    let rbac =
+        format!("with Exchange RBAC for Applications (no role in the token; oauth2.rbac: true):\n{rbac}");
+    let ways = match ctx.rbac {
+        true => format!("{rbac}\nor {classic}"),
+        false => format!("{classic}\nor {rbac}"),
     };
-    format!("The server refused the token: Exchange does not know the app, or the app may not use the mailbox {user}. Register the app in Exchange and grant it the mailbox (PowerShell, Connect-ExchangeOnline as an Exchange admin), either {first}, {second}. {OBJECT_ID_NOTE} Check what exists: Get-ServicePrincipal | Where-Object AppId -eq \"{client}\". Also check the token's audience (scope https://outlook.office365.com/.default, not Graph's) and that auth.user ({user}) is the mailbox that was granted.")
+    format!("The server refused the token: Exchange does not know the app, or the app may not use the mailbox {user}.\nRegister the app in Exchange and grant it the mailbox (PowerShell, Connect-ExchangeOnline as an Exchange admin), either {ways}\n{OBJECT_ID_NOTE}\nCheck what exists: Get-ServicePrincipal | Where-Object AppId -eq \"{client}\".\nAlso check the token's audience (scope https://outlook.office365.com/.default, not Graph's) and that auth.user ({user}) is the mailbox that was granted.")
 }
 
 // learn.microsoft.com/exchange/mail-flow-best-practices/oauth-high-volume-mails-m365
