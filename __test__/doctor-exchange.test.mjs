@@ -115,7 +115,7 @@ describe('sending as another address', () => {
             );
             assert.equal(err.responseCode, 550);
             assert.equal(err.hintId, 'smtp.send_as_denied');
-            assert.deepEqual(err.hintParams, { clientId: TEST_CLIENT_ID, from: OTHER_SENDER, user: TEST_USER });
+            assert.deepEqual(err.hintParams, { from: OTHER_SENDER, user: TEST_USER });
             assert.ok(err.hint.includes(`Add-RecipientPermission -Identity "${OTHER_SENDER}" -Trustee "${TEST_USER}"`), err.hint);
         }));
 });

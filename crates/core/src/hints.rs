@@ -225,6 +225,8 @@ fn body(id: &str, ctx: &HintContext, params: &mut BTreeMap<&'static str, String>
         "config.oauth2_without_type" => "add type: 'oauth2' to mail.smtp (without it the oauth2 settings are ignored).".to_string(),
         _ => return None,
     };
+    // Only what the text was filled in with (and the mode it was chosen by).
+    params.retain(|name, value| *name == "rbac" || text.contains(value.as_str()));
     Some(text)
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value as Json};
 
-use super::{Outcome, ProbeOptions};
+use super::{shown_url, Outcome, ProbeOptions};
 use crate::config::{Auth, OAuth2Config, TransportConfig};
 use crate::exchange::{hint_context, is_hve_host, limit_warnings, required_role};
 use crate::hints::Hint;
@@ -63,7 +63,7 @@ fn summary(config: &TransportConfig, from: Option<&str>) -> Json {
             "type": "oauth2",
             "clientId": oauth2.client_id,
             "credential": credential_summary(oauth2),
-            "tokenUrl": oauth2.token_url.as_str(),
+            "tokenUrl": shown_url(&oauth2.token_url),
             "tenantId": oauth2.tenant_id,
             "scope": oauth2.scope,
             "rbac": oauth2.rbac,

@@ -109,6 +109,14 @@ impl Outcome {
     }
 }
 
+/// A URL as the report shows it: without user name and password.
+fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
 const TITLES: [(&str, &str); 6] = [
     ("config", "Configuration"),
     ("token", "Token from the token endpoint"),

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value as Json};
 
-use super::Outcome;
+use super::{shown_url, Outcome};
 use crate::exchange::{hint_context, required_role};
 use crate::hints::Hint;
 use crate::transport::Transport;
@@ -30,13 +30,13 @@ pub(super) async fn check_token(transport: &Transport) -> Outcome {
             let until = httpdate::fmt_http_date(expires);
             Outcome::pass(
                 format!("token issued by {host} in {elapsed_ms:.0} ms, valid until {until} ({minutes} min)"),
-                json!({ "tokenUrl": token_url.as_str(), "expiresAt": until, "requestMs": elapsed_ms }),
+                json!({ "tokenUrl": shown_url(token_url), "expiresAt": until, "requestMs": elapsed_ms }),
             )
         }
         Err(err) => {
             let oauth = err.oauth_error();
             let details = json!({
-                "tokenUrl": token_url.as_str(),
+                "tokenUrl": shown_url(token_url),
                 "requestMs": elapsed_ms,
                 "oauthError": oauth.map(|o| o.error.clone()),
                 "oauthErrorCodes": oauth.map(|o| o.error_codes.clone()).unwrap_or_default(),
