@@ -282,6 +282,18 @@ describe('doctor: step 1, configuration', () => {
             assert.equal(env.token.requests.length, 0);
         }));
 
+    test('a product-page local.js run without TAS_SMTP_OAUTH_TENANT_ID (token URL ".../undefined/...") names the env var; no request', () =>
+        withEnv({}, async env => {
+            const vars = seedEnv(env);
+            delete vars.TAS_SMTP_OAUTH_TENANT_ID;
+            const result = await runCli(['doctor', '--config', writeSeedLocalJs()], { env: vars });
+            assert.equal(result.code, 1, result.stdout + result.stderr);
+            assertFailedAt(result.stdout, 1);
+            assert.match(stepMarks(result.stdout).lines[1], /mail\.smtp\.oauth2\.host has no tenant: its tenant segment is 'undefined'/);
+            assert.match(result.stdout, /TAS_SMTP_OAUTH_TENANT_ID, which is not set/);
+            assert.equal(env.token.requests.length, 0);
+        }));
+
     test('a malformed field is named (port "abc")', () =>
         withEnv({}, async env => {
             const config = writeLocalJs({ smtp: env.config({ port: 'abc' }) });

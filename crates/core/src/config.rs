@@ -367,6 +367,13 @@ fn parse_oauth2(field: &Field, extra_ca_file: Option<&[u8]>) -> Result<OAuth2Con
         }
         (false, None) => return Err(url_field.missing()),
     };
+    // `'.../' + process.env.TENANT + '/oauth2/...'` with the variable unset: no tenant has
+    // that name, and the request would only earn AADSTS90002.
+    if let Some(tenant) = tenant_in_url(&token_url).filter(|t| t == "undefined" || t == "null") {
+        return Err(url_field.error(format!(
+            "has no tenant: its tenant segment is '{tenant}' (an environment variable that was not set?)"
+        )));
+    }
     let scope = match (field.child("scope").optional_string()?, default_scope) {
         (Some(scope), _) => scope.trim().to_string(),
         (None, Some(scope)) => scope.to_string(),
