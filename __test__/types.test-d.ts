@@ -187,6 +187,11 @@ async function handle(): Promise<string> {
                 return err.response ?? err.message;
             }
             case 'EAUTH':
+                if (err.hintId === 'smtp.token_refused') {
+                    const params: Record<string, string> | undefined = err.hintParams;
+                    return `${params?.user}: ${err.hint}`;
+                }
+                return `${err.command} ${err.responseCode}`;
             case 'EENVELOPE':
                 return `${err.command} ${err.responseCode} ${err.response} ${err.rejected?.join(',')} ${err.rejectedErrors?.length}`;
             default:
@@ -263,6 +268,15 @@ async function tokens(): Promise<void> {
         void code, text;
     }
     void a, e, isJwt, roles, exp, aud;
+    const probed = await transport.probe({ sendTo: 'admin@contoso.com' });
+    for (const step of probed.steps) {
+        const status: 'pass' | 'fail' | 'skip' = step.status;
+        const id: string | undefined = step.hint?.id;
+        const warnings: string[] = step.warnings.map(w => w.text);
+        void status, id, warnings;
+    }
+    const healthy: boolean = probed.ok;
+    void healthy;
 }
 
 void tokens, send, handle, isAuthError, misspelt, numericHost, badType, badTls, badMessage;

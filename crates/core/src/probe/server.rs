@@ -80,7 +80,7 @@ pub(super) async fn check(transport: &Transport) -> Outcome {
     let connection = match connected {
         Ok(connection) => connection,
         Err(err) => {
-            let (finding, hint) = explain(&err, &config.host, config.port);
+            let (finding, hint) = explain(&err, &trace, &config.host, config.port);
             if trace.tls.is_none() && !chain.is_empty() {
                 certificate["error"] = json!(err.message());
             }
@@ -146,7 +146,7 @@ pub(super) async fn check(transport: &Transport) -> Outcome {
 
 /// The finding and hint for a failed connection: rustls's own reason for a certificate, the
 /// operating system's for the network.
-fn explain(err: &Error, host: &str, port: u16) -> (String, Option<Hint>) {
+fn explain(err: &Error, trace: &ConnectTrace, host: &str, port: u16) -> (String, Option<Hint>) {
     let context = Default::default();
     if let Some(certificate) = certificate_error(err) {
         use rustls::CertificateError::*;
@@ -171,7 +171,10 @@ fn explain(err: &Error, host: &str, port: u16) -> (String, Option<Hint>) {
     }
     let id = match (err.kind(), err.command()) {
         _ if err.hint_data().is_some() => return (err.message().to_string(), err.hint_data().cloned()),
-        (ErrorKind::Connection, Some("CONN")) if err.message().contains("resolve") => "net.unresolved",
+        // No address to try: the name did not resolve (or to nothing usable).
+        (ErrorKind::Connection | ErrorKind::Timeout, Some("CONN")) if trace.addresses.is_empty() => {
+            "net.unresolved"
+        }
         (ErrorKind::Timeout, Some("CONN")) | (ErrorKind::Connection, Some("CONN")) => "net.unreachable",
         (ErrorKind::Tls, _) => "tls.handshake",
         _ => return (err.message().to_string(), None),
