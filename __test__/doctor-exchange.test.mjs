@@ -16,6 +16,9 @@ import { entraErrorBody, sendJson } from './support/token-server.mjs';
 const { createTransport } = loadTransport();
 const RCPT = 'rcpt@example.com';
 const OTHER_SENDER = 'noreply@example.com';
+// A closed local port behind a remote-DNS proxy: an Exchange host name configured in a test
+// is never resolved nor reached, whatever the code does.
+const NOWHERE = 'socks5h://127.0.0.1:9';
 
 let tmp;
 let count = 0;
@@ -186,8 +189,10 @@ describe('basic authentication retirement', () => {
 describe('High Volume Email', () => {
     test('an HVE host wants Mail.Send and Add-HVEAppAccess, not SMTP.SendAsApp; no SMTP traffic before', () =>
         withEnv({}, async env => {
-            // The host is never reached: the claims step stops the walk (and nothing resolves it).
-            const config = writeLocalJs({ smtp: env.config({ host: 'smtp.hve.mx.microsoft' }) });
+            // The host is never reached: the claims step stops the walk. Should it not, the SMTP
+            // connection goes to a closed local port through a socks5h:// proxy, which would
+            // resolve the name (nothing here resolves it).
+            const config = writeLocalJs({ smtp: env.config({ host: 'smtp.hve.mx.microsoft', proxy: NOWHERE }) });
             const report = await doctorJson(['doctor', '--config', config], 1);
             assert.deepEqual(statuses(report), ['pass', 'pass', 'fail', 'skip', 'skip', 'skip']);
             assert.equal(report.steps[0].details.hve, true);
@@ -229,6 +234,19 @@ describe("Exchange's limits", () => {
             assert.equal(send.status, 'fail');
             assert.equal(send.hint.id, 'smtp.connection_limit');
             assert.match(send.fix, /3 concurrent connections per mailbox .*maxConnections to 3 or less/);
+        }));
+
+    test('a pool beyond 3 connections and 30 messages a minute for an Exchange host is warned about in step 1', () =>
+        withEnv({}, async env => {
+            // A wrong secret stops the walk at the token, before any SMTP traffic.
+            const smtp = env.config({ host: 'smtp.office365.com', proxy: NOWHERE, pool: true, maxConnections: 5, clientSecret: 'not-the-secret-value' });
+            const report = await doctorJson(['doctor', '--config', writeLocalJs({ smtp })], 1);
+            assert.deepEqual(statuses(report), ['pass', 'fail', 'skip', 'skip', 'skip', 'skip']);
+            const warnings = report.steps[0].warnings;
+            assert.deepEqual(warnings.map(w => w.id), ['exchange.connections', 'exchange.rate']);
+            assert.match(warnings[0].text, /maxConnections to 3 or less/);
+            assert.match(warnings[1].text, /30 messages a minute .*rateLimit: 30/);
+            assert.equal(env.smtp.connections.length, 0);
         }));
 
     test('554 5.2.0 SubmissionQuotaExceeded names the daily limit and rateLimit', () =>
