@@ -63,6 +63,27 @@ export interface AccessTokenInfo {
   expiresAt: number
 }
 
+/** A client assertion's claims (decoded, not verified; never the assertion). */
+export interface AssertionClaimsInfo {
+  iss?: string
+  sub?: string
+  aud?: string
+  /** Expiry in milliseconds since the epoch. */
+  exp?: number
+}
+
+/** The OAuth2 credential a transport uses (never its value). */
+export interface CredentialInfo {
+  /** `clientSecret`, `certificate`, `clientAssertionFile`, `clientAssertion` or `managedIdentity`. */
+  kind: string
+  /** Where it comes from: the config field, the file, the managed identity endpoint. */
+  source: string
+  /** The environment variables that chose or completed it (empty: the config alone). */
+  environment: Array<string>
+  /** For a federated token file or callback: the last assertion's claims. */
+  assertion?: AssertionClaimsInfo
+}
+
 /** The SMTP envelope actually used: MAIL FROM and RCPT TO. */
 export interface Envelope {
   from?: string
@@ -75,6 +96,20 @@ export interface LogRecord {
   level: string
   message: string
 }
+
+/** One warning about a name a message or config uses (see the core's `known_names`). */
+export interface NameWarning {
+  /** The name as given. */
+  name: string
+  /** What to tell the caller, with the closest known name when there is one. */
+  text: string
+}
+
+/**
+ * Warnings for the names in `names` that `scope` (`message`, `attachment`, `config`,
+ * `oauth2`, `tls`) does not know or does not act on.
+ */
+export declare function nameWarnings(scope: string, names: Array<string>): Array<NameWarning>
 
 /** What `probe()` is asked to do besides walking the configured chain. */
 export interface ProbeRequest {
@@ -129,6 +164,8 @@ export interface TokenInspection {
   /** Expiry in milliseconds since the epoch. */
   exp?: number
   problems: Array<TokenProblem>
+  /** Which credential obtained the token, and from where. */
+  credential?: CredentialInfo
 }
 
 /** A problem a token's claims show about the Entra ID / Exchange setup. */

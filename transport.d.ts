@@ -20,10 +20,40 @@ export interface OAuth2Options {
   cloud?: 'global' | 'usgov' | 'china' | (string & {})
   /** Only `'client_credentials'` is supported (the default). */
   grantType?: 'client_credentials'
-  /** The Application (client) ID (env `TAS_SMTP_OAUTH_CLIENT_ID`). */
-  clientId: string
-  /** The client secret's Value, not its ID (env `TAS_SMTP_OAUTH_CLIENT_SECRET`). Or use `privateKey`. */
+  /**
+   * The Application (client) ID (env `TAS_SMTP_OAUTH_CLIENT_ID`). Required, except with
+   * `managedIdentity` (not allowed there: use `managedIdentity: { clientId }`) and when Azure
+   * Workload Identity's `AZURE_CLIENT_ID` supplies it.
+   */
+  clientId?: string
+  /**
+   * The client secret's Value, not its ID (env `TAS_SMTP_OAUTH_CLIENT_SECRET`). Exactly one
+   * credential: `clientSecret`, `privateKey`, `clientAssertionFile`, `clientAssertion` or
+   * `managedIdentity`.
+   */
   clientSecret?: string
+  /**
+   * Workload identity federation: the file the platform writes its token to (e.g.
+   * `/var/run/secrets/azure/tokens/azure-identity-token`), read for every token request and
+   * sent as the client assertion. Default: `AZURE_FEDERATED_TOKEN_FILE` when no credential is
+   * configured and `AZURE_CLIENT_ID` and `AZURE_TENANT_ID` are set too.
+   */
+  clientAssertionFile?: string
+  /** Returns the client assertion (a JWT) for every token request: a vault, a signing service. */
+  clientAssertion?: () => string | Promise<string>
+  /** How long `clientAssertion` may take, in ms (default 10000). */
+  clientAssertionTimeout?: number
+  /**
+   * The token comes from the Azure platform's managed identity endpoint (VM/VMSS IMDS, App
+   * Service/Functions, Azure Arc): `true` for the system-assigned identity, or one id of a
+   * user-assigned one.
+   */
+  managedIdentity?: true | false | { clientId: string } | { objectId: string } | { resourceId: string }
+  /**
+   * An IMDS-shaped managed identity endpoint instead of the platform's (`IDENTITY_ENDPOINT`,
+   * or IMDS at 169.254.169.254); `http://` only on loopback or link-local addresses.
+   */
+  managedIdentityEndpoint?: string
   /** Certificate credentials: the RSA private key (PEM, PKCS#8 or PKCS#1), instead of a secret. */
   privateKey?: string | Buffer
   /** The certificate registered in the app (PEM): its SHA-256 thumbprint goes in the assertion (PS256). */
@@ -66,6 +96,21 @@ export interface OAuth2Options {
   rbac?: boolean
 }
 
+/** nodemailer's own OAuth2 shape (no top-level `type`): refresh_token grant with `refreshToken`, else client_credentials. */
+export interface NodemailerOAuth2Auth {
+  type: 'OAuth2' | 'oauth2'
+  /** The mailbox to send as. */
+  user: string
+  clientId: string
+  clientSecret: string
+  /** The token endpoint, e.g. `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`. */
+  accessUrl: string
+  /** A user's refresh token: tokens then come from the refresh_token grant (else client_credentials). */
+  refreshToken?: string
+  /** Default `'https://outlook.office365.com/.default'`. */
+  scope?: string
+}
+
 /** Certificate checks of the SMTP connection (`minVersion` also applies to the token endpoint). */
 export interface TlsOptions {
   /**
@@ -82,24 +127,70 @@ export interface TlsOptions {
   minVersion?: 'TLSv1.2' | 'TLSv1.3'
   /** The name the SMTP server's certificate must match (default: `host`). */
   servername?: string
+  /** A client certificate chain (PEM), presented when the server asks for one; needs `key`. */
+  cert?: string | Buffer
+  /** The private key (PEM) of `cert`. */
+  key?: string | Buffer
 }
 
-/** A TAS `mail.smtp` object. */
-export interface SmtpConfig {
+/** A TAS `mail.smtp` object: SMTP (the default) or Microsoft Graph (`api: 'graph'`). */
+export type SmtpConfig = SmtpApiConfig | GraphApiConfig
+
+/** Sending over SMTP: to `host`, or to the server a `service` name stands for. */
+export type SmtpApiConfig = SmtpApiOptions & ({ host: string } | { service: string })
+
+/** The options of sending over SMTP. */
+export interface SmtpApiOptions extends CommonConfig {
+  /** `'smtp'` (the default). */
+  api?: 'smtp'
   /** `'oauth2'` for XOAUTH2 with client_credentials; omit for PLAIN/LOGIN with `auth.pass`. */
   type?: 'oauth2' | 'OAuth2' | 'login'
-  /** SMTP server, e.g. `'smtp.office365.com'`. */
-  host: string
+  /** SMTP server, e.g. `'smtp.office365.com'`. Required unless `service` names one. */
+  host?: string
+  /** nodemailer's well-known service names that set host, port and secure when `host` is absent. */
+  service?: 'Outlook365' | 'Office365' | 'Hotmail' | 'Outlook' | 'Gmail' | 'Yahoo' | 'iCloud' | 'Zoho' | 'SES' | 'SendGrid' | 'Mailgun' | 'Postmark' | (string & {})
+  /** STARTTLS is required even without credentials (it always is with credentials). */
+  requireTLS?: boolean
+  /** No STARTTLS at all; only without credentials (with them: `ECONFIG`). */
+  ignoreTLS?: boolean
+  /** Not supported: `true` is `ECONFIG` (a failed STARTTLS never continues in plaintext). */
+  opportunisticTLS?: false
+  /** Checked against the config: `'XOAUTH2'` for `type: 'oauth2'`, `'PLAIN'`/`'LOGIN'` for `auth.pass`. */
+  authMethod?: 'XOAUTH2' | 'PLAIN' | 'LOGIN'
   /** SMTP port, e.g. `587` (STARTTLS) or `465` (implicit TLS). Required with `type: 'oauth2'`; otherwise 587 (465 if `secure`). */
   port?: number | string
+}
+
+/** Sending through Microsoft Graph's sendMail (where SMTP AUTH is switched off). */
+export interface GraphApiConfig extends CommonConfig {
+  api: 'graph'
+  /** Graph takes only OAuth2 tokens (application permission `Mail.Send`). */
+  type: 'oauth2' | 'OAuth2'
+  /** Not used with Graph. */
+  host?: string
+  /** Not used with Graph. */
+  port?: number | string
+  /**
+   * Graph's API root (default the cloud's: `https://graph.microsoft.com/v1.0`); `https://`,
+   * `http://` only on loopback. The token scope defaults to the cloud's Graph scope.
+   */
+  graphUrl?: string
+  /** `false`: no copy in Sent Items (the message is then sent through a draft). Default `true`. */
+  saveToSentItems?: boolean
+}
+
+/** The fields both kinds share. */
+export interface CommonConfig {
   /** Implicit TLS from the first byte; default `true` only for port 465. */
   secure?: boolean
-  auth?: {
-    /** The mailbox to authenticate as (env `TAS_SMTP_AUTH_USER`); also the fallback `from`. */
-    user: string
-    /** Password for PLAIN/LOGIN (basic configuration only). */
-    pass?: string
-  }
+  auth?:
+    | {
+        /** The mailbox to authenticate as (env `TAS_SMTP_AUTH_USER`); also the fallback `from`. */
+        user: string
+        /** Password for PLAIN/LOGIN (basic configuration only). */
+        pass?: string
+      }
+    | NodemailerOAuth2Auth
   oauth2?: OAuth2Options
   tls?: TlsOptions
   /** The EHLO name (default: this machine's host name). */
@@ -122,7 +213,10 @@ export interface SmtpConfig {
   socketTimeout?: number
   /** Reuse connections (nodemailer's pool). */
   pool?: boolean
-  /** With `pool`: at most this many connections (default 3 for `type: 'oauth2'`, Exchange's limit; else 5). */
+  /**
+   * With `pool`: at most this many connections (default 3 for `type: 'oauth2'`, Exchange's limit;
+   * else 5). With `api: 'graph'`: concurrent requests, at most 4 (Outlook's limit, the default).
+   */
   maxConnections?: number
   /** With `pool`: messages per connection before it is replaced (default 100; `Infinity`: never, 1 to 1000000 otherwise). */
   maxMessages?: number
@@ -157,27 +251,74 @@ export interface SmtpConfig {
 export type Address = string | { name?: string; address: string }
 export type Addresses = Address | Address[]
 
-export interface Attachment {
-  filename?: string
+/** Request headers for an `href` (or URL `path`) fetch. */
+export type HttpHeaders = Record<string, string | number>
+
+/** Bytes as nodemailer takes them: a Readable is read to its end before the message is built. */
+export type Content = string | Buffer | ArrayBufferView | ArrayBuffer | NodeJS.ReadableStream
+
+/** A part given by its content or where to get it (text, html, alternatives, icalEvent). */
+export interface ContentSource {
   /**
    * The content; a string is UTF-8 unless `encoding` says otherwise. Bytes are copied when
    * `sendMail` is called: changing or transferring them afterwards does not affect the message.
    */
-  content?: string | Buffer | ArrayBufferView | ArrayBuffer
-  /** How a string `content` is encoded: `'base64'`, `'hex'`, `'binary'`, `'utf8'`. */
-  encoding?: 'base64' | 'hex' | 'binary' | 'latin1' | 'utf8' | 'utf-8'
+  content?: Content
   /**
-   * A local file to attach instead of `content` (at most `maxFileSize` bytes; refused with
-   * `disableFileAccess`). An http(s) URL is refused: URL attachments are not supported yet.
+   * A local file (at most `maxFileSize` bytes; refused with `disableFileAccess`), a `data:` URI,
+   * or an http(s) URL (fetched as `href` is).
    */
   path?: string
-  /** A URL to attach: refused with `EMESSAGE` (not supported yet, or `disableUrlAccess`). */
+  /**
+   * An http(s) or `data:` URL: https only (plain http to a loopback address), at most 32 MB and
+   * 30 s; refused with `disableUrlAccess`.
+   */
   href?: string
-  /** MIME type (default: guessed from the file name). */
+  httpHeaders?: HttpHeaders
+  /** How a string `content` is encoded. */
+  encoding?: 'base64' | 'hex' | 'binary' | 'latin1' | 'utf8' | 'utf-8' | 'ascii'
+  /** The whole part, headers included, sent as it is. */
+  raw?: string | Buffer
+}
+
+/** A header value: text, several values (one header line each), or nodemailer's `{ prepared, value }`. */
+export type HeaderValue = string | number | string[] | { prepared?: boolean; value: string }
+export type Headers = Record<string, HeaderValue> | Array<{ key: string; value: string }>
+
+export interface Attachment extends ContentSource {
+  /** The file name; absent: from `path`/`href`, else `attachment-N.<ext>`; `false`: none. */
+  filename?: string | false
+  /** MIME type (default: from the file name, by the mime_guess table). */
   contentType?: string
   /** Content-ID for inline images referenced as `cid:...` from the html. */
   cid?: string
   contentDisposition?: 'attachment' | 'inline'
+  /** Default `'base64'` (`message/*`: 7bit or 8bit); `false` sends the bytes as they are, unlabelled. */
+  contentTransferEncoding?: 'base64' | 'quoted-printable' | '7bit' | '8bit' | false
+  /** Extra headers of this part. */
+  headers?: Headers
+}
+
+export interface Alternative extends ContentSource {
+  contentType?: string
+  filename?: string
+  contentTransferEncoding?: 'base64' | 'quoted-printable' | '7bit' | '8bit' | false
+  headers?: Headers
+}
+
+/** A calendar event: sent as the `text/calendar; method=...` alternative and as `invite.ics`. */
+export interface IcalEvent extends ContentSource {
+  /** iTIP method, e.g. `'REQUEST'`, `'CANCEL'`, `'REPLY'` (default `'PUBLISH'`). */
+  method?: string
+  /** The attachment's name (default `'invite.ics'`). */
+  filename?: string
+}
+
+/** A List-* header value: a URL, an address, `{ url, comment }`, or several. */
+export type ListValue = string | { url: string; comment?: string }
+export type ListHeaders = Record<string, ListValue | Array<ListValue | ListValue[]>> & {
+  /** One-click unsubscribe (RFC 8058): written as `List-Unsubscribe-Post` as given. */
+  unsubscribePost?: 'List-Unsubscribe=One-Click'
 }
 
 export interface MailMessage {
@@ -188,15 +329,33 @@ export interface MailMessage {
   bcc?: Addresses
   replyTo?: Addresses
   subject?: string
-  text?: string | Buffer
-  html?: string | Buffer
+  text?: Content | ContentSource
+  html?: Content | ContentSource
+  watchHtml?: Content | ContentSource
+  amp?: Content | ContentSource
+  icalEvent?: string | Buffer | IcalEvent
+  alternatives?: Alternative[]
   attachments?: Attachment[]
-  headers?: Record<string, string | string[]> | Array<{ key: string; value: string }>
+  /** Turn `<img src="data:...">` in `html` into inline attachments. */
+  attachDataUrls?: boolean
+  headers?: Headers
+  /** `(key, value) => key` for the keys of `headers`. */
+  normalizeHeaderKey?: (key: string, value: unknown) => string
+  list?: ListHeaders
   messageId?: string
+  /** A Date, ms since the epoch, or a string as `new Date(string)` reads it. */
   date?: Date | string | number
   inReplyTo?: string
   references?: string | string[]
   priority?: 'high' | 'normal' | 'low'
+  /** `X-Mailer`; absent or `false`: none. */
+  xMailer?: string | false
+  /** The transfer encoding of every text part. */
+  encoding?: 'quoted-printable' | 'base64' | '7bit' | '8bit'
+  /** The encoding of text that 7bit cannot carry. */
+  textEncoding?: 'quoted-printable' | 'base64'
+  /** A whole message, sent as it is (envelope from `envelope` or the address fields). */
+  raw?: string | Buffer | NodeJS.ReadableStream
   /** The SMTP envelope, when it differs from the headers. */
   envelope?: { from?: string; to?: Addresses }
   /** `true`: this message's attachments may not name local files (cannot reopen the transport's). */
@@ -244,7 +403,7 @@ export interface SmtpOAuthError extends Error {
   responseCode?: number
   /** The SMTP reply, or the token endpoint's `error_description`. */
   response?: string
-  /** The SMTP command that failed (`'AUTH XOAUTH2'`, `'RCPT TO'`, ...). */
+  /** The SMTP command that failed (`'AUTH XOAUTH2'`, `'RCPT TO'`, ...), or the Graph step (`'sendMail'`, `'createUploadSession'`, ...). */
   command?: string
   /** What the administrator should do. */
   hint?: string
@@ -256,12 +415,16 @@ export interface SmtpOAuthError extends Error {
   oauthError?: string
   /** The token endpoint's `error_codes` (AADSTS numbers). */
   oauthErrorCodes?: number[]
-  /** HTTP status of the token endpoint's answer. */
+  /** HTTP status of the token endpoint's (or Microsoft Graph's) answer. */
   statusCode?: number
+  /** Microsoft Graph's `error.code` (`'ErrorAccessDenied'`, `'ErrorInvalidRecipients'`, ...); `response` is its message. */
+  graphError?: string
+  /** Microsoft Graph's `request-id` of the refused request, for Microsoft support. */
+  requestId?: string
   /** Refused recipients (`EENVELOPE`). */
   rejected?: string[]
   rejectedErrors?: RecipientError[]
-  /** Seconds the token endpoint asked to wait (HTTP 429 `Retry-After`). */
+  /** Seconds the token endpoint or Microsoft Graph asked to wait (HTTP 429/503 `Retry-After`). */
   retryAfter?: number
   /** How many times the send was tried. */
   attempts?: number
@@ -290,6 +453,19 @@ export interface TokenReport {
   appid?: string
   exp: Date | null
   problems: TokenProblem[]
+  /** Which credential obtained the token, and from where (never the credential itself). */
+  credential: CredentialReport | null
+}
+
+/** The OAuth2 credential a transport uses, for diagnostics. */
+export interface CredentialReport {
+  kind: 'clientSecret' | 'certificate' | 'clientAssertionFile' | 'clientAssertion' | 'managedIdentity'
+  /** Where it comes from: the config field, the token file (and who named it), the managed identity endpoint. */
+  source: string
+  /** The environment variables that chose or completed it (`AZURE_FEDERATED_TOKEN_FILE`, `IDENTITY_ENDPOINT`, ...). */
+  environment: string[]
+  /** For a token file or a callback: the last assertion's claims (decoded, not verified). */
+  assertion: { iss?: string; sub?: string; aud?: string; exp: Date | null } | null
 }
 
 /** Advice for one failure, as data. */

@@ -5,12 +5,15 @@
 
 const { EventEmitter } = require('node:events')
 const { inspect } = require('node:util')
-const { NativeTransport } = require('./binding.js')
+const { NativeTransport, nameWarnings } = require('./binding.js')
 const { version } = require('./package.json')
 
 class Transport extends EventEmitter {
   #native
   #summary
+  #log
+  /** Stream reads of messages not yet handed to the native side. */
+  #reading = new Set()
   /** Sends in flight: id -> { resolve, reject }, settled by the native `onComplete`. */
   #pending = new Map()
   #nextId = 0
@@ -32,8 +35,14 @@ class Transport extends EventEmitter {
     // (`mail.smtp must be an object, got ...`).
     const isObject = config !== null && typeof config === 'object' && !Array.isArray(config)
     const { logger, ...nativeConfig } = isObject ? config : { logger: undefined }
+    const oauth2 = nativeConfig.oauth2
+    if (oauth2 && typeof oauth2 === 'object' && typeof oauth2.clientAssertion === 'function') {
+      nativeConfig.oauth2 = { ...oauth2, clientAssertion: assertionSource(oauth2.clientAssertion) }
+    }
     const passedConfig = isObject ? nativeConfig : config
     const log = makeLogger(logger)
+    this.#log = log
+    if (isObject) warnUnknownConfigNames(config, log)
     const onLog = log ? ({ level, message }) => log[level](message) : undefined
     if (!log && isObject && config.tls && config.tls.rejectUnauthorized === false) warnInsecureOnce()
     const onComplete = (id, error, info) => {
@@ -49,10 +58,10 @@ class Transport extends EventEmitter {
     this.name = 'smtp-oauth-transport'
     this.version = version
     // What inspection shows: where mail goes and as whom; never a secret.
+    const graph = typeof config.api === 'string' && config.api.trim().toLowerCase() === 'graph'
     this.#summary = {
-      host: config.host,
-      port: config.port,
-      type: config.type === undefined ? (config.auth && config.auth.pass ? 'login' : 'none') : String(config.type),
+      ...(graph ? { api: 'graph', graphUrl: config.graphUrl } : { host: config.host, port: config.port }),
+      type: config.type !== undefined ? String(config.type) : authKind(config.auth),
       user: config.auth ? config.auth.user : undefined,
     }
   }
@@ -64,7 +73,21 @@ class Transport extends EventEmitter {
 
   /** Sends one message; resolves with nodemailer's `info`. */
   sendMail(message, callback) {
-    return settle(() => this.#track(this.#submit((id) => this.#native.sendMail(message, id))), callback)
+    return settle(() => {
+      warnUnknownMessageNames(message, this.#log)
+      const prepared = prepareMessage(message)
+      // Without streams the message is handed over now, so that close() right after
+      // sendMail() waits for it; with streams, once they are read.
+      const send = (ready) => this.#track(this.#submit((id) => this.#native.sendMail(ready, id)))
+      if (prepared.streams.length === 0) return send(prepared.message)
+      const reading = readStreams(prepared).then(send)
+      const done = reading.then(
+        () => this.#reading.delete(done),
+        () => this.#reading.delete(done),
+      )
+      this.#reading.add(done)
+      return reading
+    }, callback)
   }
 
   /**
@@ -135,11 +158,22 @@ class Transport extends EventEmitter {
 
   /**
    * The current token's claims that matter for SMTP (decoded, not verified) and the
-   * setup problems they show: `{ isJwt, aud, roles, tid, appid, exp: Date | null, problems }`.
+   * setup problems they show: `{ isJwt, aud, roles, tid, appid, exp: Date | null, problems,
+   * credential }`; `credential` says which credential obtained the token and where it comes
+   * from (with a federated assertion's decoded `iss`/`sub`/`aud`/`exp`, never the assertion).
    */
   async inspectToken() {
     const report = await this.#native.inspectToken()
-    return { ...report, exp: report.exp == null ? null : new Date(report.exp) }
+    const { credential } = report
+    const assertion = credential && credential.assertion
+    return {
+      ...report,
+      exp: report.exp == null ? null : new Date(report.exp),
+      credential: credential && {
+        ...credential,
+        assertion: assertion ? { ...assertion, exp: assertion.exp == null ? null : new Date(assertion.exp) } : null,
+      },
+    }
   }
 
   /**
@@ -160,7 +194,12 @@ class Transport extends EventEmitter {
    */
   close(options) {
     forgetAtExit(this)
-    return this.#native.close(Boolean(options && options.force))
+    // Messages whose streams are still being read were sent before close(): they are
+    // handed over first, so that close() waits for them as for any other.
+    const reading = [...this.#reading]
+    const force = Boolean(options && options.force)
+    if (reading.length === 0) return this.#native.close(force)
+    return Promise.allSettled(reading).then(() => this.#native.close(force))
   }
 
   toJSON() {
@@ -170,6 +209,13 @@ class Transport extends EventEmitter {
   [inspect.custom]() {
     return `Transport ${inspect(this.#summary)}`
   }
+}
+
+/** What an `auth` object without a top-level `type` is: nodemailer's OAuth2 shape, a password, or nothing. */
+function authKind(auth) {
+  if (!auth || typeof auth !== 'object') return 'none'
+  if (typeof auth.type === 'string' && auth.type.toLowerCase() === 'oauth2') return 'oauth2'
+  return auth.pass ? 'login' : 'none'
 }
 
 // Native work does not hold Node's event loop; pending sends must. One timer, referenced
@@ -257,11 +303,127 @@ function makeLogger(logger) {
   return Object.fromEntries(LEVELS.map((level) => [level, pick(level)]))
 }
 
+// `oauth2.clientAssertion` as the native side calls it: always a Promise of a string. A
+// throw, a rejection or another type becomes a rejection whose message says what happened
+// (never the value returned, which may be a credential).
+function assertionSource(callback) {
+  return async () => {
+    const assertion = await callback()
+    if (typeof assertion !== 'string') {
+      const got = assertion === null ? 'null' : Array.isArray(assertion) ? 'an array' : typeof assertion
+      throw new TypeError(`it returned ${got}, not a string`)
+    }
+    return assertion
+  }
+}
+
 let warnedInsecure = false
 function warnInsecureOnce() {
   if (warnedInsecure) return
   warnedInsecure = true
   process.emitWarning('smtp-oauth-transport: tls.rejectUnauthorized is false, certificates are not verified', 'SecurityWarning')
+}
+
+// What the native side cannot take as it is, made plain here: Readable streams are read
+// into Buffers (the MIME builder needs each part's bytes, and a stream may be consumed only
+// once, so reading it here keeps a failed send from leaving a half-read stream behind),
+// date strings become Dates as JavaScript parses them (as `new Date(text)`), and
+// normalizeHeaderKey (a function) renames the custom headers. The caller's object is not
+// changed.
+function prepareMessage(message) {
+  const streams = []
+  if (message === null || typeof message !== 'object' || Array.isArray(message)) return { message, streams }
+  const prepared = { ...message }
+  if (typeof prepared.date === 'string') {
+    const parsed = new Date(prepared.date)
+    // An unparseable string goes on as it is: the native side names it.
+    if (!Number.isNaN(parsed.getTime())) prepared.date = parsed
+  }
+  if (typeof prepared.normalizeHeaderKey === 'function' && isPlainObject(prepared.headers)) {
+    const normalize = prepared.normalizeHeaderKey
+    prepared.headers = Object.fromEntries(
+      Object.entries(prepared.headers).map(([key, value]) => [String(normalize(key, value) || key), value]),
+    )
+  }
+  delete prepared.normalizeHeaderKey
+  // Each stream found: the object holding it, the key, and the field path for errors.
+  const collect = (holder, key, path) => {
+    if (isStream(holder[key])) streams.push({ holder, key, path })
+  }
+  const collectContent = (holder, key, path) => {
+    collect(holder, key, path)
+    if (isPlainObject(holder[key]) && (isStream(holder[key].content) || isStream(holder[key].raw))) {
+      holder[key] = { ...holder[key] }
+      collect(holder[key], 'content', `${path}.content`)
+      collect(holder[key], 'raw', `${path}.raw`)
+    }
+  }
+  for (const key of ['text', 'html', 'watchHtml', 'amp', 'raw', 'icalEvent']) collectContent(prepared, key, `message.${key}`)
+  for (const key of ['attachments', 'alternatives']) {
+    if (Array.isArray(prepared[key])) {
+      prepared[key] = [...prepared[key]]
+      prepared[key].forEach((_, index) => collectContent(prepared[key], index, `message.${key}[${index}]`))
+    }
+  }
+  return { message: prepared, streams }
+}
+
+/** Reads every stream of a prepared message into a Buffer; resolves the message. */
+async function readStreams({ message, streams }) {
+  for (const { holder, key, path } of streams) holder[key] = await readStream(holder[key], path)
+  return message
+}
+
+function isStream(value) {
+  return value !== null && typeof value === 'object' && typeof value.pipe === 'function' && typeof value.on === 'function'
+}
+
+function isPlainObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !Buffer.isBuffer(value) && !isStream(value)
+}
+
+/** A Readable's bytes as one Buffer; a stream that fails is EMESSAGE naming the field. */
+async function readStream(value, path) {
+  const chunks = []
+  try {
+    for await (const chunk of value) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)
+  } catch (err) {
+    const error = new Error(`${path} is a stream that failed: ${err && err.message ? err.message : String(err)}`)
+    error.code = 'EMESSAGE'
+    error.permanent = true
+    error.cause = err
+    throw error
+  }
+  return Buffer.concat(chunks)
+}
+
+// Unknown names: each is told once per process, through the logger and process.emitWarning.
+const warnedNames = new Set()
+
+function emitNameWarnings(scope, names, log) {
+  const fresh = names.filter((name) => !warnedNames.has(`${scope}:${name}`))
+  if (fresh.length === 0) return
+  for (const { name, text } of nameWarnings(scope, fresh)) {
+    warnedNames.add(`${scope}:${name}`)
+    const message = `smtp-oauth-transport: ${text}`
+    if (log) log.warn(message)
+    process.emitWarning(message, 'SmtpOAuthTransportWarning')
+  }
+  for (const name of fresh) warnedNames.add(`${scope}:${name}`)
+}
+
+function warnUnknownConfigNames(config, log) {
+  emitNameWarnings('config', Object.keys(config), log)
+  if (isPlainObject(config.oauth2)) emitNameWarnings('oauth2', Object.keys(config.oauth2), log)
+  if (isPlainObject(config.tls)) emitNameWarnings('tls', Object.keys(config.tls), log)
+}
+
+function warnUnknownMessageNames(message, log) {
+  if (!isPlainObject(message)) return
+  emitNameWarnings('message', Object.keys(message), log)
+  for (const item of [].concat(message.attachments || [])) {
+    if (isPlainObject(item)) emitNameWarnings('attachment', Object.keys(item), log)
+  }
 }
 
 // nodemailer's convention: with a callback, call it and return undefined; without, a promise.

@@ -1,9 +1,11 @@
 // Attachments that name local files or URLs: a message built from user input must not be
 // able to attach any file the process can read. disableFileAccess / disableUrlAccess as in
-// nodemailer (transport config, defaults, message; one-way), maxFileSize, and URLs never
-// taken for file names.
+// nodemailer (transport config, defaults, message; one-way), maxFileSize, and URLs fetched,
+// never taken for file names.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -68,17 +70,46 @@ test('disableFileAccess on the message or in the defaults blocks too; a message 
     assert.equal(env.smtp.messages.at(-1).parsed.attachments[0].content.toString(), 'local secret');
 });
 
-test('an http(s) URL as path or href -> EMESSAGE: not supported yet, or blocked by disableUrlAccess; never read as a file, the URL not repeated', T, async t => {
+test('an http(s) URL as path or href is fetched, never read as a file; disableUrlAccess blocks it at any level (one-way); the URL credentials never in an error', T, async t => {
+    const requests = [];
+    const web = http.createServer((req, res) => {
+        requests.push(req.url);
+        res.writeHead(200, { 'content-type': 'application/pdf' });
+        res.end('remote bytes');
+    });
+    await new Promise(resolve => web.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise(resolve => web.close(resolve)));
     const { env, transport } = await setupTransport(t, createTransport);
-    const urls = ['https://user:hunter2@files.example.com/report.pdf', 'HTTP://files.example.com/report.pdf'];
-    for (const url of urls) {
-        const err = await refused(env, transport.sendMail(withAttachment({ path: url })), 'message.attachments[0].path', /URL attachments are not supported yet/);
+    const url = `http://127.0.0.1:${web.address().port}/report.pdf`;
+    for (const attachment of [{ path: url }, { path: url.replace('http:', 'HTTP:') }, { href: url }]) {
+        await transport.sendMail(withAttachment(attachment));
+        assert.equal(env.smtp.messages.at(-1).parsed.attachments[0].content.toString(), 'remote bytes');
+    }
+    assert.equal(requests.length, 3);
+
+    // An unreachable URL with credentials: refused, the password not repeated.
+    const closedPort = await new Promise(resolve => {
+        const probe = net.createServer().listen(0, '127.0.0.1', () => {
+            const { port } = probe.address();
+            probe.close(() => resolve(port));
+        });
+    });
+    const secretUrl = `http://user:hunter2@127.0.0.1:${closedPort}/report.pdf`;
+    for (const key of ['path', 'href']) {
+        const err = await refused(env, transport.sendMail(withAttachment({ [key]: secretUrl })), `message.attachments[0].${key}`, /cannot be fetched/);
         assert.doesNotMatch(err.message, /hunter2/);
-        await refused(env, transport.sendMail(withAttachment({ href: url })), 'message.attachments[0].href', /URL attachments are not supported yet/);
-        await refused(env, transport.sendMail(withAttachment({ href: url }, { disableUrlAccess: true })), 'message.attachments[0].href', /URL access is disabled \(disableUrlAccess\)/);
+    }
+
+    const blocked = /is a URL and URL access is disabled \(disableUrlAccess\)/;
+    for (const key of ['path', 'href']) {
+        const err = await refused(env, transport.sendMail(withAttachment({ [key]: secretUrl.replace(`:${closedPort}`, `:${web.address().port}`) }, { disableUrlAccess: true })), `message.attachments[0].${key}`, blocked);
+        assert.doesNotMatch(err.message, /hunter2/);
     }
     const closed = env.track(createTransport(env.config({ disableUrlAccess: true })));
-    await refused(env, closed.sendMail(withAttachment({ path: urls[0] })), 'message.attachments[0].path', /URL access is disabled \(disableUrlAccess\)/);
+    await refused(env, closed.sendMail(withAttachment({ path: url }, { disableUrlAccess: false })), 'message.attachments[0].path', blocked);
+    const byDefaults = env.track(createTransport(env.config(), { disableUrlAccess: true }));
+    await refused(env, byDefaults.sendMail(withAttachment({ href: url }, { disableUrlAccess: false })), 'message.attachments[0].href', blocked);
+    assert.equal(requests.length, 3, 'no request was made while URL access was disabled');
 });
 
 test('a file larger than maxFileSize -> EMESSAGE naming the field and the limit; one within it is sent; a bad maxFileSize -> ECONFIG', T, async t => {

@@ -96,6 +96,45 @@ createTransport({ ...full, proxy: 'socks5h://user:pass@proxy.contoso.com:1080', 
 // @ts-expect-error dnsTimeout is in ms, a number
 createTransport({ ...basic, dnsTimeout: '5s' });
 
+// Credentials without a secret: a federated token file, a callback, a managed identity.
+const federated: OAuth2Options = { tenantId: 't', clientId: 'id', clientAssertionFile: '/var/run/secrets/azure/tokens/azure-identity-token' };
+const callback: OAuth2Options = { tenantId: 't', clientId: 'id', clientAssertion: async () => 'eyJ...', clientAssertionTimeout: 5_000 };
+const managed: OAuth2Options = { managedIdentity: true };
+const userAssigned: OAuth2Options = { managedIdentity: { clientId: 'mi' }, managedIdentityEndpoint: 'http://127.0.0.1:8080/token' };
+for (const credential of [federated, callback, managed, userAssigned]) {
+    createTransport({ ...full, oauth2: credential });
+}
+// @ts-expect-error a managed identity is named by one id, as a string
+createTransport({ ...full, oauth2: { managedIdentity: { clientId: 42 } } });
+transport.inspectToken().then(report => {
+    const kind: 'clientSecret' | 'certificate' | 'clientAssertionFile' | 'clientAssertion' | 'managedIdentity' | undefined = report.credential?.kind;
+    const exp: Date | null | undefined = report.credential?.assertion?.exp;
+    void kind, exp;
+});
+
+// ---- api: 'graph' ------------------------------------------------------------------------------
+
+const graphConfig: SmtpConfig = {
+    type: 'oauth2',
+    api: 'graph',
+    auth: { user: 'tas@contoso.com' },
+    saveToSentItems: false,
+    graphUrl: 'https://graph.microsoft.com/v1.0',
+    oauth2: { tenantId: 'contoso', clientId: 'id', clientSecret: 'secret' }
+};
+createTransport(graphConfig);
+
+// @ts-expect-error without api: 'graph', host (or a service that names one) is required
+createTransport({ type: 'oauth2', auth: { user: 'tas@contoso.com' }, oauth2: { tenantId: 't', clientId: 'id', clientSecret: 's' } });
+
+// @ts-expect-error Graph takes only OAuth2 tokens
+createTransport({ api: 'graph', auth: { user: 'u', pass: 'p' } });
+
+function graphErrorFields(err: SmtpOAuthError): string | undefined {
+    return err.graphError === 'ErrorAccessDenied' ? err.requestId : undefined;
+}
+void graphErrorFields;
+
 // ---- sendMail: the message and the info -----------------------------------------------------
 
 const attachment: Attachment = { filename: 'report.pdf', content: Buffer.from('%PDF'), contentType: 'application/pdf' };
@@ -280,3 +319,46 @@ async function tokens(): Promise<void> {
 }
 
 void tokens, send, handle, isAuthError, misspelt, numericHost, badType, badTls, badMessage;
+
+// Every nodemailer message field, in its usual forms.
+import { Readable } from 'node:stream';
+const everyField: MailMessage = {
+    from: 'a@example.com',
+    to: ['b@example.com'],
+    text: Readable.from(['streamed']),
+    html: { path: 'data:text/html,<p>x</p>' },
+    watchHtml: '<b>watch</b>',
+    amp: Buffer.from('<html ⚡4email></html>'),
+    icalEvent: { method: 'REQUEST', filename: 'meeting.ics', content: 'BEGIN:VCALENDAR' },
+    alternatives: [{ contentType: 'text/x-web-markdown', content: '**x**' }],
+    attachments: [
+        { href: 'https://example.com/a.pdf', httpHeaders: { Authorization: 'Bearer x' } },
+        { content: Readable.from([Buffer.from('x')]), filename: false, contentTransferEncoding: 'quoted-printable' },
+        { raw: 'Content-Type: text/plain\r\n\r\nraw', headers: { 'X-Part': ['1', '2'] } },
+    ],
+    attachDataUrls: true,
+    headers: { 'X-Tag': ['a', 'b'], 'X-Prepared': { prepared: true, value: 'v' } },
+    normalizeHeaderKey: key => key.toUpperCase(),
+    list: { unsubscribe: [{ url: 'https://example.com/u', comment: 'Unsubscribe' }], unsubscribePost: 'List-Unsubscribe=One-Click' },
+    date: 'Tue, 07 Jul 2026 10:11:12 +0200',
+    xMailer: false,
+    encoding: 'base64',
+    textEncoding: 'quoted-printable',
+    raw: Buffer.from('From: a@example.com\r\n\r\nbody'),
+    disableUrlAccess: true,
+};
+const nodemailerOptions: SmtpConfig = { service: 'Office365', requireTLS: true, authMethod: 'XOAUTH2' };
+// @ts-expect-error opportunisticTLS cannot be turned on
+const opportunistic: SmtpConfig = { host: 'h', opportunisticTLS: true };
+void everyField, nodemailerOptions, opportunistic;
+const nodemailerShape: SmtpConfig = {
+    host: 'smtp.office365.com',
+    port: 587,
+    auth: { type: 'OAuth2', user: 'a@contoso.com', clientId: 'id', clientSecret: 's', accessUrl: 'https://login.microsoftonline.com/t/oauth2/v2.0/token' },
+};
+void nodemailerShape;
+const refreshShape: SmtpConfig = {
+    host: 'smtp.office365.com',
+    auth: { type: 'OAuth2', user: 'a@contoso.com', clientId: 'id', clientSecret: 's', refreshToken: 'r', accessUrl: 'https://login.microsoftonline.com/t/oauth2/v2.0/token' },
+};
+void refreshShape;

@@ -1,7 +1,7 @@
 //! The one place where a core [`Error`] becomes a JavaScript `Error`, with nodemailer's
 //! fields: `code`, `responseCode`, `response`, `command`, plus `hint`, `oauthError`,
-//! `oauthErrorCodes`, `statusCode`, `rejected` and `rejectedErrors` where they apply; the hint
-//! also as data (`hintId`, `hintParams`).
+//! `oauthErrorCodes`, `graphError`, `requestId`, `statusCode`, `rejected` and
+//! `rejectedErrors` where they apply; the hint also as data (`hintId`, `hintParams`).
 
 use napi::bindgen_prelude::JsObjectValue;
 use napi::bindgen_prelude::{Object, Unknown};
@@ -40,6 +40,13 @@ fn build<'env>(env: &'env Env, err: &Error) -> napi::Result<Object<'env>> {
         )?;
         if let Some(description) = &oauth.description {
             object.set_named_property("response", description.as_str())?;
+        }
+    }
+    if let Some(graph) = err.graph_error() {
+        object.set_named_property("graphError", graph.code.as_str())?;
+        object.set_named_property("response", graph.message.as_str())?;
+        if let Some(request_id) = &graph.request_id {
+            object.set_named_property("requestId", request_id.as_str())?;
         }
     }
     if let Some(wait) = err.retry_after() {

@@ -10,13 +10,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use napi::bindgen_prelude::{FnArgs, Function, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{FnArgs, Function, JsObjectValue, Object, Promise, PromiseRaw, Unknown};
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Result, Status};
+use napi::{Env, Result, Status, ValueType};
 use napi_derive::napi;
 use smtp_oauth_core::log::{dropping_when_full, Level, LogSink};
-use smtp_oauth_core::oauth::TokenListener;
+use smtp_oauth_core::oauth::{AssertionCallback, TokenListener};
 use smtp_oauth_core::probe::ProbeOptions;
+use smtp_oauth_core::secret::Secret;
 use smtp_oauth_core::transport::Admission;
 use smtp_oauth_core::{Environment, Error, ErrorKind, SentInfo, Transport};
 
@@ -131,6 +132,31 @@ pub struct TokenInspection {
     /// Expiry in milliseconds since the epoch.
     pub exp: Option<f64>,
     pub problems: Vec<TokenProblem>,
+    /// Which credential obtained the token, and from where.
+    pub credential: Option<CredentialInfo>,
+}
+
+/// The OAuth2 credential a transport uses (never its value).
+#[napi(object)]
+pub struct CredentialInfo {
+    /// `clientSecret`, `certificate`, `clientAssertionFile`, `clientAssertion` or `managedIdentity`.
+    pub kind: String,
+    /// Where it comes from: the config field, the file, the managed identity endpoint.
+    pub source: String,
+    /// The environment variables that chose or completed it (empty: the config alone).
+    pub environment: Vec<String>,
+    /// For a federated token file or callback: the last assertion's claims.
+    pub assertion: Option<AssertionClaimsInfo>,
+}
+
+/// A client assertion's claims (decoded, not verified; never the assertion).
+#[napi(object)]
+pub struct AssertionClaimsInfo {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub aud: Option<String>,
+    /// Expiry in milliseconds since the epoch.
+    pub exp: Option<f64>,
 }
 
 /// What `probe()` is asked to do besides walking the configured chain.
@@ -192,6 +218,7 @@ impl NativeTransport {
         on_token: Option<Function<TokenEvent, ()>>,
         on_log: Option<Function<LogRecord, ()>>,
     ) -> Result<Self> {
+        let client_assertion = client_assertion(config)?;
         let config = to_value(&env, config)?;
         let defaults = defaults.map(|d| to_value(&env, d)).transpose()?;
         // Node reads NODE_EXTRA_CA_CERTS for its own TLS; the token endpoint and the SMTP
@@ -209,6 +236,7 @@ impl NativeTransport {
             extra_ca_file,
             on_token: listener,
             log,
+            client_assertion,
         };
         let transport =
             Arc::new(Transport::new(&config, defaults, environment).map_err(|err| to_js_error(&env, &err))?);
@@ -287,6 +315,17 @@ impl NativeTransport {
                             message: p.message,
                         })
                         .collect(),
+                    credential: report.credential.map(|c| CredentialInfo {
+                        kind: c.kind.to_string(),
+                        source: c.source,
+                        environment: c.environment.iter().map(|v| v.to_string()).collect(),
+                        assertion: c.assertion.map(|a| AssertionClaimsInfo {
+                            iss: a.iss,
+                            sub: a.sub,
+                            aud: a.aud,
+                            exp: a.exp.map(epoch_ms),
+                        }),
+                    }),
                 })
             },
         )
@@ -440,6 +479,48 @@ fn token_listener(
     }))
 }
 
+/// `oauth2.clientAssertion`, when the config gives a function: called on the JS thread for
+/// every token request. The threadsafe function is weak: an idle transport never keeps the
+/// process alive. `transport.js` wraps the user's function so that it always returns a
+/// Promise of a string (rejecting otherwise).
+fn client_assertion(config: Unknown) -> Result<Option<AssertionCallback>> {
+    let property = |value: Unknown, name: &str| -> Result<Option<Unknown>> {
+        if value.get_type()? != ValueType::Object {
+            return Ok(None);
+        }
+        let object = unsafe { value.cast::<Object>()? };
+        Ok(Some(object.get_named_property(name)?))
+    };
+    let Some(callback) = property(config, "oauth2")?
+        .map(|oauth2| property(oauth2, "clientAssertion"))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    if callback.get_type()? != ValueType::Function {
+        return Ok(None);
+    }
+    let callback: Function<(), Promise<String>> = unsafe { callback.cast()? };
+    let tsfn: Arc<ThreadsafeFunction<(), Promise<String>, (), Status, false, true>> = Arc::new(
+        callback
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?,
+    );
+    Ok(Some(AssertionCallback::new(move || {
+        let tsfn = Arc::clone(&tsfn);
+        Box::pin(async move {
+            let promise = tsfn
+                .call_async_catch(())
+                .await
+                .map_err(|err| err.reason.clone())?;
+            promise.await.map(Secret::new).map_err(|err| err.reason.clone())
+        })
+    })))
+}
+
 /// Log lines waiting for the JS thread; more are dropped and counted (see `dropping_when_full`).
 const LOG_QUEUE_LINES: usize = 1024;
 
@@ -495,4 +576,28 @@ where
         Ok(value) => to_js(env, value),
         Err(err) => Err(to_js_error(env, &err)),
     })
+}
+
+/// One warning about a name a message or config uses (see the core's `known_names`).
+#[napi(object)]
+pub struct NameWarning {
+    /// The name as given.
+    pub name: String,
+    /// What to tell the caller, with the closest known name when there is one.
+    pub text: String,
+}
+
+/// Warnings for the names in `names` that `scope` (`message`, `attachment`, `config`,
+/// `oauth2`, `tls`) does not know or does not act on.
+#[napi]
+pub fn name_warnings(scope: String, names: Vec<String>) -> Result<Vec<NameWarning>> {
+    let scope = smtp_oauth_core::known_names::NameScope::parse(&scope)
+        .ok_or_else(|| napi::Error::new(Status::InvalidArg, format!("unknown name scope {scope:?}")))?;
+    Ok(smtp_oauth_core::known_names::name_warnings(scope, &names)
+        .into_iter()
+        .map(|warning| NameWarning {
+            name: warning.name,
+            text: warning.text,
+        })
+        .collect())
 }

@@ -45,6 +45,8 @@ function smtpError(responseCode, message) {
  * @param {boolean} [opts.challengeOnFail] refuse XOAUTH2 Google-style: 334 JSON challenge, then 535
  * @param {{responseCode:number,message:string}} [opts.authRefusal]  default 535 "5.7.3 Authentication unsuccessful"
  * @param {boolean} [opts.noStartTls]     do not offer (nor accept) STARTTLS
+ * @param {boolean} [opts.authOptional]   accept MAIL without AUTH (a relay that trusts the network)
+ * @param {boolean} [opts.requestClientCert] ask for a TLS client certificate (accepting any)
  * @param {boolean} [opts.implicitTls]    TLS from the first byte (port-465 style, `secure: true` clients)
  * @param {{certPem:string,keyPem:string}} [opts.pki]  server certificate (default makeTestPki())
  * @param {string[]} [opts.refuseRecipients]  RCPT TO addresses answered 550 5.1.1
@@ -139,7 +141,9 @@ export async function startSmtpServer(opts = {}) {
         key: pki.keyPem,
         cert: pki.certPem,
         authMethods: opts.authMethods || ['XOAUTH2'],
-        authOptional: false,
+        authOptional: !!opts.authOptional,
+        // Ask for a client certificate (any is accepted; tests read it from the TLS socket).
+        ...(opts.requestClientCert ? { requestCert: true, rejectUnauthorized: false } : {}),
         hideSTARTTLS: !!opts.noStartTls,
         disabledCommands: opts.noStartTls ? ['STARTTLS'] : [],
         size: opts.size || 0,

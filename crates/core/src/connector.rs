@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::config::{Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::required_role;
+use crate::graph::GraphClient;
 use crate::hints::Hint;
 use crate::log::Logger;
 use crate::message::OutgoingMessage;
@@ -21,17 +22,32 @@ pub struct Connector {
     pub(crate) logger: Logger,
     /// One per transport, shared by every send and connection (`None` without OAuth2).
     pub(crate) tokens: Option<Arc<TokenProvider>>,
+    /// `api: 'graph'`: messages go to Microsoft Graph instead of an SMTP connection.
+    pub(crate) graph: Option<GraphClient>,
 }
 
 /// The first retry waits about this long; each further one twice as long.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 
+/// A server asking to wait longer than this (Graph's `Retry-After`) gets the error back at
+/// once, with `retryAfter`, rather than a send (and `close()`) held for that long.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
+
 /// Whether a failed send should be tried again: transient failures (4xx replies, lost
-/// connections, timeouts before the message was sent), within `max_retries`. Never an
-/// `EUNKNOWN_DELIVERY` (it may have been delivered) nor a token endpoint error (the token
-/// provider has its own retries).
+/// connections, timeouts before the message was sent, Graph's 429/5xx), within
+/// `max_retries` and [`MAX_RETRY_WAIT`]. Never an `EUNKNOWN_DELIVERY` (it may have been
+/// delivered) nor a token endpoint error (the token provider has its own retries).
 pub fn should_retry(err: &Error, attempt: u32, max_retries: u32) -> bool {
-    attempt <= max_retries && err.is_transient() && err.kind() != ErrorKind::OAuth2
+    attempt <= max_retries
+        && err.is_transient()
+        && err.kind() != ErrorKind::OAuth2
+        && err.retry_after().is_none_or(|wait| wait <= MAX_RETRY_WAIT)
+}
+
+/// How long to wait before retry number `attempt` of a send that failed with `err`: what
+/// the server asked for (Graph's `Retry-After`), else [`retry_delay`].
+pub fn retry_wait(err: &Error, attempt: u32) -> Duration {
+    err.retry_after().unwrap_or_else(|| retry_delay(attempt))
 }
 
 /// Jittered exponential backoff before retry number `attempt`.
@@ -41,33 +57,43 @@ pub fn retry_delay(attempt: u32) -> Duration {
 }
 
 impl Connector {
-    /// Sends over a connection of its own (nodemailer without `pool`), retrying transient
-    /// failures on a new connection.
+    /// Sends over a connection of its own (nodemailer without `pool`), or to Microsoft
+    /// Graph, retrying transient failures (on a new connection).
     pub async fn send_unpooled(&self, message: &OutgoingMessage) -> Result<Delivery> {
         let mut attempt = 1;
         loop {
-            let outcome = match self.open_connection().await {
-                Ok(mut connection) => match contained(connection.send(message)).await {
-                    Ok(outcome) => {
-                        // The send is settled by the reply to the message: QUIT need not
-                        // be waited for.
-                        tokio::spawn(connection.quit());
-                        outcome
-                    }
-                    // A bug: the connection's state is unknown, so it is dropped, not reused.
-                    Err(Panicked) => Err(panic_error(connection.message_may_have_left())),
+            let outcome = match &self.graph {
+                Some(graph) => match contained(graph.send(message)).await {
+                    Ok(outcome) => outcome,
+                    // A bug: whether the request left is unknown.
+                    Err(Panicked) => Err(panic_error(true)),
                 },
-                Err(err) => Err(err),
+                None => self.send_over_smtp(message).await,
             };
             match outcome {
                 Err(err) if should_retry(&err, attempt, self.config.max_retries) => {
                     self.logger
                         .warn(|| format!("attempt {attempt} failed, retrying: {}", err.message()));
-                    tokio::time::sleep(retry_delay(attempt)).await;
+                    tokio::time::sleep(retry_wait(&err, attempt)).await;
                     attempt += 1;
                 }
                 outcome => return outcome.map_err(|err| err.with_attempts(attempt)),
             }
+        }
+    }
+
+    /// One attempt over a new SMTP connection.
+    async fn send_over_smtp(&self, message: &OutgoingMessage) -> Result<Delivery> {
+        let mut connection = self.open_connection().await?;
+        match contained(connection.send(message)).await {
+            Ok(outcome) => {
+                // The send is settled by the reply to the message: QUIT need not be
+                // waited for.
+                tokio::spawn(connection.quit());
+                outcome
+            }
+            // A bug: the connection's state is unknown, so it is dropped, not reused.
+            Err(Panicked) => Err(panic_error(connection.message_may_have_left())),
         }
     }
 
@@ -183,4 +209,27 @@ impl Connector {
 /// A refusal that a fresh token may cure: 535 (or the 334 challenge, reported as 535).
 fn is_token_refusal(err: &Error) -> bool {
     err.kind() == ErrorKind::Auth && err.reply().is_some_and(|reply| reply.code == 535)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_after_is_waited_unless_it_is_too_long() {
+        let throttled = |seconds| {
+            Error::new(ErrorKind::Connection, "429")
+                .with_http_status(429)
+                .with_retry_after(Duration::from_secs(seconds))
+        };
+        assert!(should_retry(&throttled(3), 1, 3));
+        assert_eq!(retry_wait(&throttled(3), 1), Duration::from_secs(3));
+        assert!(
+            !should_retry(&throttled(3600), 1, 3),
+            "an hour is the caller's to wait"
+        );
+        assert!(!should_retry(&throttled(3), 4, 3), "maxRetries bounds it");
+        let lost = Error::new(ErrorKind::Connection, "reset");
+        assert!(retry_wait(&lost, 1) <= FIRST_RETRY_DELAY);
+    }
 }

@@ -5,8 +5,8 @@
 //! (local file inclusion). As in nodemailer, `disableFileAccess` and `disableUrlAccess`
 //! (transport config, the `defaults` of `createTransport` or the message) refuse them; a
 //! flag switched on anywhere cannot be switched off by another level. Files are read up
-//! to `maxFileSize` bytes (nodemailer has no limit), never further. URLs are not fetched
-//! yet: they are refused with a message saying so.
+//! to `maxFileSize` bytes (nodemailer has no limit), never further. URLs are fetched by
+//! `message::fetch` once `check_url` allows them.
 
 use tokio::io::AsyncReadExt;
 
@@ -63,15 +63,12 @@ impl ContentAccess {
         })
     }
 
-    /// The error for a URL in `field` (an `href`, or a `path` that is a URL). The URL is
-    /// not repeated: it may carry credentials.
-    pub fn refuse_url(&self, field: &Field) -> crate::Error {
-        if self.disable_url_access {
-            field.error("is a URL and URL access is disabled (disableUrlAccess)")
-        } else {
-            field.error(
-                "is a URL: URL attachments are not supported yet; fetch it and pass the bytes as content",
-            )
+    /// Whether the URL in `field` (an `href`, or a `path` that is a URL) may be fetched.
+    /// The URL is not repeated in the error: it may carry credentials.
+    pub fn check_url(&self, field: &Field) -> Result<()> {
+        match self.disable_url_access {
+            true => Err(field.error("is a URL and URL access is disabled (disableUrlAccess)")),
+            false => Ok(()),
         }
     }
 
@@ -79,7 +76,8 @@ impl ContentAccess {
     /// `max_file_size` bytes; a path that is an http(s) URL is never taken for a file name.
     pub async fn read_path(&self, field: &Field<'_>, path: &str) -> Result<Vec<u8>> {
         if is_url(path) {
-            return Err(self.refuse_url(field));
+            self.check_url(field)?;
+            return Err(field.error("is a URL, not a file name: it is fetched, not read"));
         }
         if self.disable_file_access {
             return Err(field.error(format!(
@@ -116,7 +114,7 @@ impl ContentAccess {
 }
 
 /// nodemailer's test: a path starting with `http://` or `https://`, in any case.
-fn is_url(path: &str) -> bool {
+pub(crate) fn is_url(path: &str) -> bool {
     let lower = path.get(..8).unwrap_or(path).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
 }
@@ -141,7 +139,7 @@ mod tests {
             let err = read(ContentAccess::default(), url).unwrap_err();
             assert_eq!(err.code(), "EMESSAGE");
             assert!(
-                err.message().contains("URL attachments are not supported yet"),
+                err.message().contains("is a URL, not a file name"),
                 "{}",
                 err.message()
             );

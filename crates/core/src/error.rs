@@ -93,6 +93,16 @@ pub struct OAuthErrorBody {
     pub description: Option<String>,
 }
 
+/// Microsoft Graph's error body (`{ "error": { "code", "message", "innerError": { "request-id" } } }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphErrorBody {
+    /// `ErrorAccessDenied`, `ErrorInvalidRecipients`, ...: the one to branch on.
+    pub code: String,
+    pub message: String,
+    /// The `request-id` header (or `innerError.request-id`), which Microsoft support asks for.
+    pub request_id: Option<String>,
+}
+
 /// A refused recipient, reported in `info.rejectedErrors` or in an `EENVELOPE` error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedRecipient {
@@ -114,6 +124,7 @@ struct Details {
     command: Option<&'static str>,
     http_status: Option<u16>,
     oauth: Option<OAuthErrorBody>,
+    graph: Option<GraphErrorBody>,
     rejected: Vec<RejectedRecipient>,
     hint: Option<Hint>,
     retry_after: Option<std::time::Duration>,
@@ -133,6 +144,7 @@ impl Error {
             command: None,
             http_status: None,
             oauth: None,
+            graph: None,
             rejected: Vec::new(),
             hint: None,
             retry_after: None,
@@ -169,6 +181,11 @@ impl Error {
 
     pub fn with_oauth_error(mut self, body: OAuthErrorBody) -> Self {
         self.0.oauth = Some(body);
+        self
+    }
+
+    pub fn with_graph_error(mut self, body: GraphErrorBody) -> Self {
+        self.0.graph = Some(body);
         self
     }
 
@@ -231,6 +248,10 @@ impl Error {
 
     pub fn oauth_error(&self) -> Option<&OAuthErrorBody> {
         self.0.oauth.as_ref()
+    }
+
+    pub fn graph_error(&self) -> Option<&GraphErrorBody> {
+        self.0.graph.as_ref()
     }
 
     pub fn rejected(&self) -> &[RejectedRecipient] {

@@ -30,6 +30,10 @@ pub struct Hint {
     preface: Option<String>,
     #[serde(skip)]
     note: Option<String>,
+    /// Parameters of the preface or note, or of a hint rendered elsewhere: kept when the
+    /// body is rendered again.
+    #[serde(skip)]
+    extra: BTreeMap<&'static str, String>,
 }
 
 /// What the transport knows that fills a hint's placeholders; `None` leaves a placeholder.
@@ -73,6 +77,7 @@ impl Hint {
             body,
             preface: None,
             note: None,
+            extra: BTreeMap::new(),
         }
     }
 
@@ -92,6 +97,7 @@ impl Hint {
         if let Some(body) = body(self.id, context, &mut params) {
             self.body = body;
             self.params = params;
+            self.params.extend(self.extra.clone());
             self.assemble();
         }
         self
@@ -101,6 +107,14 @@ impl Hint {
     pub fn with_preface(mut self, preface: String) -> Self {
         self.preface = Some(preface);
         self.assemble();
+        self
+    }
+
+    /// Remembers `value` as parameter `name` (what a preface, a note or a hint rendered
+    /// outside this module was filled in with).
+    pub fn with_param(mut self, name: &'static str, value: &str) -> Self {
+        self.extra.insert(name, value.to_string());
+        self.params.insert(name, value.to_string());
         self
     }
 
@@ -117,7 +131,12 @@ impl Hint {
             Some(self.body.as_str()),
             self.note.as_deref(),
         ];
-        self.text = parts.into_iter().flatten().collect::<Vec<_>>().join(" ");
+        self.text = parts
+            .into_iter()
+            .flatten()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
     }
 }
 
@@ -176,7 +195,12 @@ fn body(id: &str, ctx: &HintContext, params: &mut BTreeMap<&'static str, String>
             };
             format!("Entra ID does not know the key that signed the client assertion: upload this certificate to the app registration ('Certificates & secrets' > Certificates) and check that it is the registered one.{try_sha1}{prints}")
         }
-        "oauth.assertion_time" => "The client assertion is outside its validity window: check this machine's clock.".to_string(),
+        "oauth.assertion_time" => "The client assertion is outside its validity window (expired, or not yet valid): a federated token file that the platform stopped rotating is stale (check the projected service account token volume and its expirationSeconds), a callback returned an old assertion, or this machine's clock is off.".to_string(),
+        // learn.microsoft.com/entra/workload-id/workload-identity-federation (AADSTS70021, 700211-700213)
+        "oauth.federation_no_match" => "No federated identity record of the app matches the client assertion. In the app registration (or user-assigned managed identity) under 'Certificates & secrets' > 'Federated credentials', the issuer, subject and audience (api://AzureADTokenExchange) must equal the assertion's iss, sub and aud exactly (for Kubernetes: the cluster's OIDC issuer URL and system:serviceaccount:<namespace>:<service account>).".to_string(),
+        "oauth.federation_issuer" => "No federated credential of the app has the assertion's issuer (iss). Add one with that exact issuer URL, or fix the cluster's OIDC issuer.".to_string(),
+        "oauth.federation_audience" => "No federated credential of the app has the assertion's audience (aud): it is normally api://AzureADTokenExchange, in the credential and in the token the platform projects.".to_string(),
+        "oauth.federation_subject" => "No federated credential of the app has the assertion's subject (sub). Add one with that exact subject (for Kubernetes: system:serviceaccount:<namespace>:<service account>).".to_string(),
         "oauth.app_disabled" => "The application is disabled: re-enable its service principal (Enterprise Application) in Entra ID.".to_string(),
         "oauth.conditional_access" => "A Conditional Access policy blocks this application: adjust the policy for this service principal.".to_string(),
         "oauth.request_loop" => "Entra ID detected a request loop: tokens are requested too often (they should be cached).".to_string(),
@@ -214,6 +238,11 @@ fn body(id: &str, ctx: &HintContext, params: &mut BTreeMap<&'static str, String>
         // learn.microsoft.com, "SMTP AUTH client submission improvements": 30 messages a minute.
         "exchange.rate" => "Exchange Online accepts 30 messages a minute per mailbox and delays the rest: set mail.smtp.pool: true with rateLimit: 30 (rateDelta: 60000) to keep the pace.".to_string(),
         "exchange.connections" => "Exchange Online allows 3 concurrent connections per mailbox: set mail.smtp.maxConnections to 3 or less.".to_string(),
+        // learn.microsoft.com/graph/api/user-sendmail (permissions), .../exchange/permissions-mailbox-rbacapplication
+        "graph.access_denied" => format!("Microsoft Graph refused the app for this mailbox. Check, in order: (1) the app registration has the Microsoft Graph *application* permission Mail.Send (not the delegated one) and an administrator granted admin consent; (2) an Exchange application access policy or RBAC for Applications scope may exclude this mailbox: test with `Test-ApplicationAccessPolicy -Identity {user} -AppId {client}` or `Test-ServicePrincipalAuthorization -Identity {client} -Resource {user}`, and include it with `New-ApplicationAccessPolicy -AppId {client} -PolicyScopeGroupId <group with the mailbox> -AccessRight RestrictAccess` or `New-ManagementRoleAssignment -App <service principal> -Role 'Application Mail.Send' -CustomResourceScope <scope>` (changes take up to an hour); (3) messages over 4 MB and saveToSentItems: false go through a draft, which also needs the application permission Mail.ReadWrite."),
+        "graph.unauthorized" => "Microsoft Graph did not accept the access token: it must be issued for Graph (oauth2.scope 'https://graph.microsoft.com/.default', the default with api: 'graph') by the mailbox's tenant.".to_string(),
+        "graph.mailbox_not_found" => format!("auth.user ({user}) must be the user principal name (or object id) of a mailbox in the token's tenant, with an Exchange Online licence."),
+        "graph.too_large" => "The message is larger than the mailbox's maximum send size (35 MB by default; an Exchange administrator can raise it with Set-Mailbox -MaxSendSize).".to_string(),
         "tls.no_starttls" => "Credentials are never sent without TLS: use the server's submission port with STARTTLS (Exchange Online: smtp.office365.com:587), or port 465 with secure: true; a proxy or antivirus that strips STARTTLS must let it through.".to_string(),
         "tls.untrusted" => "The server's certificate is not signed by a trusted CA: if a TLS-inspecting proxy or a private relay sits in between, add its CA to mail.smtp.tls.ca (PEM) or NODE_EXTRA_CA_CERTS; otherwise something is intercepting the connection.".to_string(),
         "tls.wrong_name" => "The certificate is issued for another name: connect to the name on the certificate (mail.smtp.host), or set mail.smtp.tls.servername to it.".to_string(),
@@ -261,6 +290,10 @@ fn hve_access(ctx: &HintContext, params: &mut BTreeMap<&'static str, String>, cl
     format!("High Volume Email wants the Office 365 Exchange Online application permission Mail.Send (not SMTP.SendAsApp) with admin consent, and the app on the HVE account's allowed list: Add-HVEAppAccess -Identity \"{account}\" -AppIds \"{client}\" (at most 10 apps per account; it takes up to 5 minutes).")
 }
 
+/// The AADSTS codes that are about a client assertion (its issuer, subject, audience or
+/// time window): the hint then shows the assertion's decoded claims.
+pub const ASSERTION_CODES: [u64; 5] = [70021, 700211, 700212, 700213, 700024];
+
 /// The hint id for a token endpoint error, from its AADSTS code or else its `error` field.
 pub fn oauth_hint_id(error: &str, codes: &[u64]) -> Option<&'static str> {
     for code in codes {
@@ -276,6 +309,10 @@ pub fn oauth_hint_id(error: &str, codes: &[u64]) -> Option<&'static str> {
             500011 => "oauth.resource_not_in_tenant",
             700027 => "oauth.certificate_not_registered",
             700024 => "oauth.assertion_time",
+            70021 => "oauth.federation_no_match",
+            700211 => "oauth.federation_issuer",
+            700212 => "oauth.federation_audience",
+            700213 => "oauth.federation_subject",
             7000112 => "oauth.app_disabled",
             53003 => "oauth.conditional_access",
             50196 => "oauth.request_loop",
@@ -295,6 +332,24 @@ pub fn oauth_hint_id(error: &str, codes: &[u64]) -> Option<&'static str> {
 /// A hint for a token endpoint error (placeholders for what the caller will fill in).
 pub fn oauth_hint(error: &str, codes: &[u64]) -> Option<Hint> {
     oauth_hint_id(error, codes).map(|id| Hint::render(id, &HintContext::default()))
+}
+
+/// The managed identity endpoint did not answer (`identity.unreachable`). On IMDS (the Azure
+/// VM default) that means this process is not on an Azure VM; `chosen_by` says what picked
+/// the endpoint.
+pub fn managed_identity_unreachable(imds: bool, chosen_by: &str) -> Hint {
+    let text = if imds {
+        format!("The managed identity endpoint ({chosen_by}) is unreachable: this process is not running on an Azure VM or scale set (App Service, Functions and Azure Arc set IDENTITY_ENDPOINT instead). Outside Azure use a client secret, a certificate or a federated credential (clientAssertionFile).")
+    } else {
+        format!("The managed identity endpoint ({chosen_by}) is unreachable: check that the identity is enabled for this app (Identity blade in the Azure portal).")
+    };
+    Hint::plain("identity.unreachable", text).with_param("endpoint", chosen_by)
+}
+
+/// The managed identity endpoint does not know the identity asked for (`identity.not_found`).
+pub fn managed_identity_not_found(identity: &str) -> Hint {
+    let text = format!("The endpoint has no {identity} managed identity: assign it to this resource (Identity blade in the Azure portal), or fix mail.smtp.oauth2.managedIdentity. A new assignment can take a few minutes to reach the endpoint.");
+    Hint::plain("identity.not_found", text).with_param("identity", identity)
 }
 
 /// The hint id for an SMTP reply, from its code and enhanced status code (`5.7.3`, ...).
@@ -347,6 +402,28 @@ mod tests {
             .text
             .contains("client id"));
         assert!(oauth_hint("server_error", &[1]).is_none());
+    }
+
+    #[test]
+    fn federated_assertion_refusals() {
+        let no_match = oauth_hint("invalid_request", &[70021]).unwrap();
+        assert_eq!(no_match.id, "oauth.federation_no_match");
+        assert!(no_match.text.contains("api://AzureADTokenExchange") && no_match.text.contains("subject"));
+        let expired = oauth_hint("invalid_client", &[700024]).unwrap();
+        assert_eq!(expired.id, "oauth.assertion_time");
+        assert!(expired.text.contains("stale") && expired.text.contains("clock"));
+        assert_eq!(
+            oauth_hint("invalid_request", &[700213]).unwrap().id,
+            "oauth.federation_subject"
+        );
+        assert!(ASSERTION_CODES.contains(&700213));
+        let unreachable = managed_identity_unreachable(true, "the Azure VM default (IMDS)");
+        assert_eq!(unreachable.id, "identity.unreachable");
+        assert_eq!(unreachable.params["endpoint"], "the Azure VM default (IMDS)");
+        assert!(unreachable.text.contains("not running on an Azure VM"));
+        let not_found = managed_identity_not_found("user-assigned (client id c1)").in_context(&known());
+        assert_eq!(not_found.id, "identity.not_found");
+        assert_eq!(not_found.params["identity"], "user-assigned (client id c1)");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Instant;
 use tokio::sync::{oneshot, Notify};
 
 use crate::config::PoolOptions;
-use crate::connector::{retry_delay, should_retry, Connector};
+use crate::connector::{retry_wait, should_retry, Connector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::OutgoingMessage;
 use crate::panic::{contained, panic_error, Panicked};
@@ -247,12 +247,17 @@ impl Shared {
         }
     }
 
-    /// Sends one message over `connection`, opening it first if there is none.
+    /// Sends one message over `connection`, opening it first if there is none; with Graph,
+    /// one request (the worker is then a request slot, and `connection` stays empty).
     async fn deliver(
         &self,
         connection: &mut Option<SmtpConnection>,
         message: &OutgoingMessage,
     ) -> Result<Delivery> {
+        if let Some(graph) = &self.connector.graph {
+            self.pace().await;
+            return graph.send(message).await;
+        }
         let current = match connection {
             Some(current) => current,
             None => connection.insert(self.connector.open_connection().await?),
@@ -270,8 +275,9 @@ impl Shared {
                 state.delayed += 1;
                 drop(state);
                 let shared = Arc::clone(self);
+                let wait = retry_wait(&err, job.attempt);
                 tokio::spawn(async move {
-                    tokio::time::sleep(retry_delay(job.attempt)).await;
+                    tokio::time::sleep(wait).await;
                     shared.lock().delayed -= 1;
                     let retry = Job {
                         attempt: job.attempt + 1,

@@ -14,6 +14,7 @@ use crate::config::{OAuth2Config, TlsOptions};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The rustls configuration of SMTP connections (STARTTLS or implicit TLS).
+/// `tls.cert` + `tls.key`, when given, are the client certificate it presents.
 pub fn rustls_client_config(options: &TlsOptions) -> Result<rustls::ClientConfig> {
     smtp_client_config(options, |verifier| verifier)
 }
@@ -47,10 +48,19 @@ fn smtp_client_config(
     } else {
         Arc::new(AcceptAnyCertificate(provider))
     };
-    Ok(builder
+    let config = builder
         .dangerous()
-        .with_custom_certificate_verifier(wrap(verifier))
-        .with_no_client_auth())
+        .with_custom_certificate_verifier(wrap(verifier));
+    match &options.client_identity {
+        None => Ok(config.with_no_client_auth()),
+        Some(identity) => config
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|err| {
+                Error::config(format!(
+                    "mail.smtp.tls.key does not fit mail.smtp.tls.cert: {err}"
+                ))
+            }),
+    }
 }
 
 /// The certificate chain (DER, leaf first) the server presented last.

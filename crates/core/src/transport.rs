@@ -7,14 +7,18 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::{Auth, TransportConfig};
+use crate::config::{process_variable, Auth, ConfigInputs, TransportConfig};
 use crate::connector::Connector;
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
 use crate::exchange::hint_context;
+use crate::graph::{GraphClient, GraphProbe};
+use crate::hints::Hint;
 use crate::input::Value;
 use crate::log::{LogSink, Logger};
 use crate::message::{build_message, raw_message, OutgoingMessage};
-use crate::oauth::{AccessToken, TokenListener, TokenProvider, TokenReport};
+use crate::oauth::{
+    AccessToken, AssertionCallback, CredentialReport, TokenListener, TokenProvider, TokenReport,
+};
 use crate::pool::Pool;
 use crate::probe::{self, ProbeOptions, ProbeReport};
 use crate::tls::rustls_client_config;
@@ -71,6 +75,8 @@ pub struct Environment {
     pub on_token: Option<TokenListener>,
     /// Where log lines go (the user's `logger`); `debug: true` adds the SMTP transcript.
     pub log: Option<LogSink>,
+    /// The function given as `oauth2.clientAssertion`, made callable by the embedding layer.
+    pub client_assertion: Option<AssertionCallback>,
 }
 
 pub struct Transport {
@@ -87,7 +93,12 @@ impl Transport {
     /// Validates the config (`ECONFIG` naming the field) and prepares the token provider.
     /// Makes no network call.
     pub fn new(config: &Value, defaults: Option<Value>, environment: Environment) -> Result<Self> {
-        let config = TransportConfig::from_value(config, environment.extra_ca_file.as_deref())?;
+        let inputs = ConfigInputs {
+            extra_ca_file: environment.extra_ca_file.as_deref(),
+            variable: &process_variable,
+            client_assertion: environment.client_assertion,
+        };
+        let config = TransportConfig::from_inputs(config, &inputs)?;
         let logger = match environment.log {
             Some(sink) => Logger::new(sink, config.debug),
             None => Logger::default(),
@@ -99,6 +110,15 @@ impl Transport {
         }
         let tokens = match &config.auth {
             Auth::OAuth2 { user, oauth2 } => {
+                if !oauth2.credential_environment.is_empty() {
+                    logger.info(|| {
+                        format!(
+                            "OAuth2 credential from the environment ({}): {}",
+                            oauth2.credential_environment.join(", "),
+                            oauth2.credential.source()
+                        )
+                    });
+                }
                 let on_token = environment.on_token;
                 let token_logger = logger.clone();
                 let user = user.clone();
@@ -124,11 +144,16 @@ impl Transport {
         let pool_options = config.pool;
         let max_retries = config.max_retries;
         let tls = Arc::new(rustls_client_config(&config.tls)?);
+        let graph = match (&config.graph, &tokens) {
+            (Some(_), Some(tokens)) => Some(GraphClient::new(&config, Arc::clone(tokens), logger.clone())?),
+            _ => None,
+        };
         let connector = Arc::new(Connector {
             config,
             tls,
             logger,
             tokens,
+            graph,
         });
         let pool = pool_options.map(|options| Pool::new(Arc::clone(&connector), options, max_retries));
         Ok(Transport {
@@ -166,8 +191,27 @@ impl Transport {
     }
 
     /// Connects, sets up TLS, authenticates and quits: proves the whole chain works.
-    /// With a pool, it takes one of its `maxConnections` slots.
+    /// With a pool, it takes one of its `maxConnections` slots. With Graph, which has no
+    /// login step, it gets a token and checks its claims (audience Graph, role Mail.Send).
     pub async fn verify(&self) -> Result<()> {
+        if self.connector.graph.is_some() {
+            let report = self.connector.inspect_token().await?;
+            if report.problems.is_empty() {
+                return Ok(());
+            }
+            let findings: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
+            return Err(Error::new(
+                ErrorKind::Auth,
+                format!(
+                    "the access token cannot send through Microsoft Graph: {}",
+                    findings.join("; ")
+                ),
+            )
+            .with_hint(Hint::render(
+                "graph.access_denied",
+                &hint_context(self.config(), None),
+            )));
+        }
         let check = async {
             let connection = self.connector.open_connection().await?;
             connection.quit().await;
@@ -262,8 +306,28 @@ impl Transport {
             .map_err(|err| self.explained(err, None))
     }
 
+    /// Which OAuth2 credential this transport uses and where it comes from (`None` without
+    /// OAuth2); needs no token.
+    pub fn credential_report(&self) -> Option<CredentialReport> {
+        self.connector
+            .tokens
+            .as_ref()
+            .map(|tokens| tokens.credential_report())
+    }
+
     /// The current token's claims that matter for SMTP, and the problems they show.
     pub async fn inspect_token(&self) -> Result<TokenReport> {
         self.connector.inspect_token().await
+    }
+
+    /// The doctor's Graph checks (token claims, then `GET /users/{user}`); `ECONFIG`
+    /// without `api: 'graph'`.
+    pub async fn probe_graph(&self) -> Result<GraphProbe> {
+        match &self.connector.graph {
+            Some(graph) => graph.probe().await,
+            None => Err(Error::config(
+                "mail.smtp.api is not 'graph': there is no Graph path to probe",
+            )),
+        }
     }
 }

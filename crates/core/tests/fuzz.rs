@@ -958,7 +958,7 @@ fn fuzz_token_claims() {
             let expected = Expectations {
                 scope: "https://outlook.office365.com/.default",
                 tenant_id,
-                client_id: "0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30",
+                client_id: Some("0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30"),
                 role: Some("SMTP.SendAsApp"),
             };
             let report = inspect(&token, &expected);

@@ -7,10 +7,22 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value as Json;
 
+use crate::oauth::credential::CredentialReport;
+
 /// Exchange Online's application id, which some tokens carry as `aud`.
 const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
 /// The app role an app needs to send over SMTP.
 pub const SMTP_ROLE: &str = "SMTP.SendAsApp";
+/// Microsoft Graph's application id, which some Graph tokens carry as `aud`.
+const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+/// The app role an app needs for Graph's sendMail.
+pub const GRAPH_SEND_ROLE: &str = "Mail.Send";
+/// Microsoft Graph in each cloud (`api: 'graph'`).
+const GRAPH_RESOURCES: [&str; 3] = [
+    "https://graph.microsoft.com",
+    "https://graph.microsoft.us",
+    "https://microsoftgraph.chinacloudapi.cn",
+];
 const EXCHANGE_RESOURCES: [&str; 4] = [
     "https://outlook.office365.com",
     "https://outlook.office.com",
@@ -36,6 +48,8 @@ pub struct TokenReport {
     pub appid: Option<String>,
     pub exp: Option<SystemTime>,
     pub problems: Vec<TokenProblem>,
+    /// Which credential obtained the token, and from where.
+    pub credential: Option<CredentialReport>,
 }
 
 /// What the configuration expects of a token.
@@ -43,9 +57,11 @@ pub struct Expectations<'a> {
     /// The `scope` that was asked for (`https://outlook.office365.com/.default`).
     pub scope: &'a str,
     pub tenant_id: Option<&'a str>,
-    pub client_id: &'a str,
-    /// The app role the token must carry (`SMTP.SendAsApp`; `Mail.Send` for High Volume
-    /// Email); `None` when Exchange grants the mailbox otherwise (RBAC for Applications).
+    /// `None` when unknown (a system-assigned managed identity).
+    pub client_id: Option<&'a str>,
+    /// The Exchange app role the token must carry (`SMTP.SendAsApp`; `Mail.Send` for High
+    /// Volume Email); `None` when Exchange grants the mailbox otherwise (RBAC for
+    /// Applications). A Graph scope always needs Graph's `Mail.Send`.
     pub role: Option<&'a str>,
 }
 
@@ -77,6 +93,7 @@ pub fn inspect(token: &str, expected: &Expectations) -> TokenReport {
         appid: text("appid").or_else(|| text("azp")),
         exp: claims.get("exp").and_then(expiry),
         problems: Vec::new(),
+        credential: None,
     };
     report.problems = problems(&report, expected);
     report
@@ -86,8 +103,11 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
     let mut problems = Vec::new();
     let resource = normalize(expected.scope.trim_end_matches("/.default"));
     let for_exchange = EXCHANGE_RESOURCES.iter().any(|r| normalize(r) == resource);
+    let for_graph = GRAPH_RESOURCES.iter().any(|r| normalize(r) == resource);
     if let Some(aud) = &report.aud {
-        let matches = normalize(aud) == resource || (for_exchange && aud == EXCHANGE_APP_ID);
+        let matches = normalize(aud) == resource
+            || (for_exchange && aud == EXCHANGE_APP_ID)
+            || (for_graph && aud == GRAPH_APP_ID);
         if !matches {
             let graph = aud.contains("graph.microsoft") || aud == "00000003-0000-0000-c000-000000000000";
             let what = if graph {
@@ -115,6 +135,17 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
             message: format!("the token has no {role} role (roles: {roles}): add the Office 365 Exchange Online application permission {role} to the app registration and grant admin consent"),
         });
     }
+    if for_graph && !report.roles.iter().any(|r| r == GRAPH_SEND_ROLE) {
+        let roles = if report.roles.is_empty() {
+            "none".to_string()
+        } else {
+            report.roles.join(", ")
+        };
+        problems.push(TokenProblem {
+            code: "ROLE_MISSING",
+            message: format!("the token has no {GRAPH_SEND_ROLE} role (roles: {roles}): add the Microsoft Graph application permission Mail.Send to the app registration and grant admin consent"),
+        });
+    }
     // Only a tenant id says which tenant issued a token: a domain (`contoso.onmicrosoft.com`)
     // or `organizations` in the token URL says nothing comparable with `tid`.
     let tenant_id = expected.tenant_id.filter(|tenant| is_guid(tenant));
@@ -128,13 +159,12 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
             });
         }
     }
-    if let Some(appid) = &report.appid {
-        if !appid.eq_ignore_ascii_case(expected.client_id) {
+    if let (Some(appid), Some(client_id)) = (&report.appid, expected.client_id) {
+        if !appid.eq_ignore_ascii_case(client_id) {
             problems.push(TokenProblem {
                 code: "APP_MISMATCH",
                 message: format!(
-                    "the token was issued to app {appid}, not to the configured client id {}",
-                    expected.client_id
+                    "the token was issued to app {appid}, not to the configured client id {client_id}"
                 ),
             });
         }
@@ -149,7 +179,7 @@ const LAST_EXPIRY_SECS: f64 = 253_402_300_799.0;
 /// The token's own expiry, `exp`, in whole seconds (a server compares whole seconds: a
 /// token with `exp` 1000.9 is refused at 1000). Absurd values (negative, after the year
 /// 9999, not a number) are no expiry at all, never a panic.
-fn expiry(exp: &Json) -> Option<SystemTime> {
+pub(crate) fn expiry(exp: &Json) -> Option<SystemTime> {
     let seconds = exp.as_f64()?.floor();
     if !(0.0..=LAST_EXPIRY_SECS).contains(&seconds) {
         return None;
@@ -176,7 +206,7 @@ fn normalize(url: &str) -> String {
     url.trim_end_matches('/').to_ascii_lowercase()
 }
 
-fn decode_payload(token: &str) -> Option<serde_json::Map<String, Json>> {
+pub(crate) fn decode_payload(token: &str) -> Option<serde_json::Map<String, Json>> {
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
@@ -204,7 +234,7 @@ mod tests {
         Expectations {
             scope: "https://outlook.office365.com/.default",
             tenant_id: Some(TENANT),
-            client_id: "app1",
+            client_id: Some("app1"),
             role: Some(SMTP_ROLE),
         }
     }
@@ -256,6 +286,38 @@ mod tests {
             .map(|p| p.code)
             .collect();
         assert_eq!(codes, ["AUDIENCE", "ROLE_MISSING", "TENANT_MISMATCH"]);
+    }
+
+    #[test]
+    fn with_a_graph_scope_a_graph_token_needs_mail_send() {
+        let graph = Expectations {
+            scope: "https://graph.microsoft.com/.default",
+            ..expected()
+        };
+        let codes = |claims: serde_json::Value| -> Vec<&str> {
+            inspect(&jwt(claims), &graph)
+                .problems
+                .iter()
+                .map(|p| p.code)
+                .collect()
+        };
+        assert!(codes(serde_json::json!({"aud":"https://graph.microsoft.com","roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})).is_empty());
+        assert!(codes(
+            serde_json::json!({"aud":GRAPH_APP_ID,"roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})
+        )
+        .is_empty());
+        assert_eq!(
+            codes(
+                serde_json::json!({"aud":"https://graph.microsoft.com","roles":["User.Read.All"],"tid":TENANT,"appid":"app1"})
+            ),
+            ["ROLE_MISSING"]
+        );
+        assert_eq!(
+            codes(
+                serde_json::json!({"aud":"https://outlook.office365.com","roles":["Mail.Send"],"tid":TENANT,"appid":"app1"})
+            ),
+            ["AUDIENCE"]
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! How the app proves who it is: a client secret, or a certificate whose private key signs
-//! a `client_assertion` JWT (what Microsoft recommends: secrets expire and leak).
+//! How the app proves who it is: a client secret; a certificate whose private key signs a
+//! `client_assertion` JWT (what Microsoft recommends: secrets expire and leak); an assertion
+//! the platform provides (a federated token file, a callback); or a managed identity, for
+//! which the platform's endpoint issues the token itself. Exactly one per transport.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::oauth::assertion::{AssertionCallback, AssertionClaims, AssertionFile};
+use crate::oauth::managed_identity::ManagedIdentity;
 use crate::secret::Secret;
 
 /// How long a client assertion is valid; Entra ID accepts up to 10 minutes.
@@ -23,6 +27,12 @@ const ASSERTION_LIFETIME_SECS: u64 = 10 * 60;
 pub enum ClientCredential {
     Secret(Secret),
     Certificate(Arc<CertificateCredential>),
+    /// `oauth2.clientAssertionFile` (or `AZURE_FEDERATED_TOKEN_FILE`), read for every request.
+    AssertionFile(AssertionFile),
+    /// `oauth2.clientAssertion`, called for every request.
+    AssertionCallback(AssertionCallback),
+    /// `oauth2.managedIdentity`: no credential; the platform's endpoint issues the token.
+    ManagedIdentity(Arc<ManagedIdentity>),
 }
 
 impl fmt::Debug for ClientCredential {
@@ -30,8 +40,59 @@ impl fmt::Debug for ClientCredential {
         match self {
             ClientCredential::Secret(_) => f.write_str("Secret(<redacted>)"),
             ClientCredential::Certificate(cert) => write!(f, "Certificate({:?})", cert.thumbprint),
+            ClientCredential::AssertionFile(file) => write!(f, "AssertionFile({:?})", file.path),
+            ClientCredential::AssertionCallback(_) => f.write_str("AssertionCallback"),
+            ClientCredential::ManagedIdentity(identity) => write!(f, "{identity:?}"),
         }
     }
+}
+
+impl ClientCredential {
+    /// Which credential, named as its config field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientCredential::Secret(_) => "clientSecret",
+            ClientCredential::Certificate(_) => "certificate",
+            ClientCredential::AssertionFile(_) => "clientAssertionFile",
+            ClientCredential::AssertionCallback(_) => "clientAssertion",
+            ClientCredential::ManagedIdentity(_) => "managedIdentity",
+        }
+    }
+
+    /// Where the credential comes from, for logs and the doctor (never its value).
+    pub fn source(&self) -> String {
+        match self {
+            ClientCredential::Secret(_) => "mail.smtp.oauth2.clientSecret".into(),
+            ClientCredential::Certificate(_) => "mail.smtp.oauth2.privateKey".into(),
+            ClientCredential::AssertionFile(file) => {
+                format!("the file {} ({})", file.path.display(), file.named_by)
+            }
+            ClientCredential::AssertionCallback(_) => "the callback mail.smtp.oauth2.clientAssertion".into(),
+            ClientCredential::ManagedIdentity(identity) => format!(
+                "the {} managed identity endpoint {} (chosen by {}), {} identity",
+                identity.kind.as_str(),
+                identity.endpoint,
+                identity.chosen_by,
+                identity.identity.describe()
+            ),
+        }
+    }
+}
+
+/// Which credential a transport uses and where it comes from, for `inspectToken` and the
+/// doctor; with the claims of the last client assertion someone else made (never the
+/// assertion itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialReport {
+    /// `clientSecret`, `certificate`, `clientAssertionFile`, `clientAssertion` or `managedIdentity`.
+    pub kind: &'static str,
+    pub source: String,
+    /// The environment variables that chose or completed the credential (Azure Workload
+    /// Identity's `AZURE_*`, App Service's or Arc's `IDENTITY_ENDPOINT`...), empty when the
+    /// config alone did.
+    pub environment: Vec<&'static str>,
+    /// For a federated token file or a callback: the last assertion's `iss`/`sub`/`aud`/`exp`.
+    pub assertion: Option<AssertionClaims>,
 }
 
 /// The certificate's identity as the JWT header names it.

@@ -1,12 +1,18 @@
-//! OAuth2 access tokens: the client_credentials request (secret or certificate), the cache
-//! every send shares, and what a token's claims say about the setup.
+//! OAuth2 access tokens: the client_credentials request (secret, certificate, federated
+//! assertion) or a managed identity's endpoint, the cache every send shares, and what a
+//! token's claims say about the setup.
 
+mod assertion;
 mod claims;
 mod credential;
+mod managed_identity;
 mod provider;
 mod token;
 
+pub use assertion::{AssertionCallback, AssertionClaims, AssertionFile, AssertionFuture};
+pub use managed_identity::{managed_identity_url, EndpointKind, Identity, ManagedIdentity};
+
 pub use claims::{inspect, Expectations, TokenProblem, TokenReport, SMTP_ROLE};
-pub use credential::{CertificateCredential, ClientCredential};
-pub use provider::{TokenListener, TokenProvider};
+pub use credential::{CertificateCredential, ClientCredential, CredentialReport};
+pub use provider::{http_client_builder, TokenListener, TokenProvider};
 pub use token::{parse_token_response, AccessToken, Freshness, SentAt, TokenGrant};

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{OAuth2Config, TlsOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::oauth::assertion::AssertionClaims;
 use crate::oauth::claims::{inspect, Expectations, TokenReport};
+use crate::oauth::credential::{ClientCredential, CredentialReport};
 use crate::oauth::token::{request_token, AccessToken, Freshness};
 use crate::tls::token_client_config;
 
@@ -45,25 +47,19 @@ pub struct TokenProvider {
     /// The endpoint refused the credentials: this answer stands until the instant.
     refused_until: Mutex<Option<(Instant, Error)>>,
     listener: Option<TokenListener>,
+    /// The claims of the last client assertion a file or callback provided.
+    last_assertion: Mutex<Option<AssertionClaims>>,
 }
 
 impl TokenProvider {
     pub fn new(config: OAuth2Config, tls: &TlsOptions, listener: Option<TokenListener>) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(token_client_config(&config, tls)?)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .http1_only();
-        if config.token_url.scheme() != "https" {
-            // A loopback endpoint over plain http (the config allows nothing else): through
-            // a proxy (HTTP_PROXY, ALL_PROXY) the secret would cross the network in clear.
-            builder = builder.no_proxy();
-        } else if let Some(proxy) = &config.proxy {
-            let proxy = reqwest::Proxy::all(proxy.expose())
-                .map_err(|_| Error::config("mail.smtp.oauth2.proxy is not a usable proxy URL"))?;
-            builder = builder.proxy(proxy);
-        }
-        let http = builder
+        // A managed identity endpoint that is not there (not on Azure) is found out quickly.
+        let connect_timeout = match &config.credential {
+            ClientCredential::ManagedIdentity(identity) => identity.connect_timeout(config.timeout),
+            _ => config.timeout,
+        };
+        let http = http_client_builder(&config, tls, &config.token_url)?
+            .connect_timeout(connect_timeout)
             .build()
             .map_err(|err| Error::config(format!("cannot create the HTTPS client: {err}")))?;
         Ok(TokenProvider {
@@ -77,6 +73,7 @@ impl TokenProvider {
             throttled_until: Mutex::new(None),
             refused_until: Mutex::new(None),
             listener,
+            last_assertion: Mutex::new(None),
         })
     }
 
@@ -122,15 +119,35 @@ impl TokenProvider {
         }
     }
 
-    /// What `token` says about the setup (audience, `role`, tenant).
+    /// What `token` says about the setup (audience, `role`, tenant), and which credential
+    /// obtained it.
     pub fn inspect(&self, token: &AccessToken, role: Option<&str>) -> TokenReport {
         let expected = Expectations {
             scope: &self.config.scope,
             tenant_id: self.config.tenant_id.as_deref(),
-            client_id: &self.config.client_id,
+            client_id: Some(self.config.client_id.as_str()).filter(|id| !id.is_empty()),
             role,
         };
-        inspect(token.value.expose(), &expected)
+        TokenReport {
+            credential: Some(self.credential_report()),
+            ..inspect(token.value.expose(), &expected)
+        }
+    }
+
+    /// Which credential this provider uses and where it comes from; for an assertion
+    /// someone else made, the claims of the last one sent.
+    pub fn credential_report(&self) -> CredentialReport {
+        let credential = &self.config.credential;
+        CredentialReport {
+            kind: credential.kind(),
+            source: credential.source(),
+            environment: self.config.credential_environment.clone(),
+            assertion: self
+                .last_assertion
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
     }
 
     fn cached_token(&self) -> Option<Arc<AccessToken>> {
@@ -179,7 +196,7 @@ impl TokenProvider {
         }
         self.check_refused()?;
         self.check_throttle()?;
-        let outcome = request_token(&self.http, &self.config)
+        let outcome = request_token(&self.http, &self.config, &self.last_assertion)
             .await
             .map(|(grant, sent)| Arc::new(grant.into_token(sent, self.config.renew_before)));
         match &outcome {
@@ -245,6 +262,32 @@ impl TokenProvider {
         .with_retry_after(wait)
         .with_hint("Entra ID throttles apps that request tokens too often. This transport caches tokens; if several processes share one app registration, they all count."))
     }
+}
+
+/// The HTTP client of every request that carries a credential (the token request, and
+/// Microsoft Graph's bearer token): certificates always verified (Mozilla's roots plus
+/// `oauth2.ca`), no redirect followed, HTTP/1.1; an `https://` endpoint through
+/// `oauth2.proxy` or the environment's proxy, an `http://` (loopback) one always directly.
+pub fn http_client_builder(
+    config: &OAuth2Config,
+    tls: &TlsOptions,
+    endpoint: &reqwest::Url,
+) -> Result<reqwest::ClientBuilder> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(token_client_config(config, tls)?)
+        .connect_timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .http1_only();
+    if endpoint.scheme() != "https" {
+        // A loopback endpoint over plain http (the config allows nothing else): through
+        // a proxy (HTTP_PROXY, ALL_PROXY) the credential would cross the network in clear.
+        builder = builder.no_proxy();
+    } else if let Some(proxy) = &config.proxy {
+        let proxy = reqwest::Proxy::all(proxy.expose())
+            .map_err(|_| Error::config("mail.smtp.oauth2.proxy is not a usable proxy URL"))?;
+        builder = builder.proxy(proxy);
+    }
+    Ok(builder)
 }
 
 /// A 4xx answer that says the request itself (credentials, client id, scope, tenant) is

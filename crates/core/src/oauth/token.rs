@@ -1,15 +1,18 @@
 //! One client_credentials token request, and the parsing of Entra ID's answer.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::config::OAuth2Config;
+use crate::config::{Grant, OAuth2Config};
 use crate::error::{Error, ErrorKind, OAuthErrorBody, Result};
-use crate::hints::{oauth_hint, Hint};
+use crate::hints::{oauth_hint, Hint, ASSERTION_CODES};
+use crate::oauth::assertion::{AssertionClaims, JWT_BEARER};
 use crate::oauth::claims::token_expiry;
-use crate::oauth::credential::ClientCredential;
+use crate::oauth::credential::{CertificateCredential, ClientCredential};
+use crate::oauth::managed_identity::ManagedIdentity;
 use crate::secret::Secret;
 
 /// A token endpoint's answer is a few KB; anything far larger is not a token response.
@@ -126,13 +129,24 @@ enum Seconds {
 }
 
 impl Seconds {
-    fn to_duration(&self) -> Option<Duration> {
+    fn value(&self) -> Option<f64> {
         let seconds = match self {
             Seconds::Number(n) => *n,
             Seconds::Text(text) => text.trim().parse().ok()?,
         };
-        (seconds.is_finite() && seconds >= 0.0)
-            .then(|| Duration::from_secs_f64(seconds.min(MAX_LIFETIME_SECS)))
+        (seconds.is_finite() && seconds >= 0.0).then_some(seconds)
+    }
+
+    fn to_duration(&self) -> Option<Duration> {
+        Some(Duration::from_secs_f64(self.value()?.min(MAX_LIFETIME_SECS)))
+    }
+
+    /// As a moment: seconds since the epoch. The lifetime from now is then bounded like
+    /// `expires_in`.
+    fn to_lifetime_from_now(&self) -> Option<Duration> {
+        let expiry = UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(self.value()?).ok()?)?;
+        let lifetime = expiry.duration_since(SystemTime::now()).unwrap_or_default();
+        Some(lifetime.min(Duration::from_secs_f64(MAX_LIFETIME_SECS)))
     }
 }
 
@@ -140,6 +154,9 @@ impl Seconds {
 struct SuccessBody {
     access_token: Option<String>,
     expires_in: Option<Seconds>,
+    /// Managed identity endpoints: the expiry in seconds since the epoch (App Service sends
+    /// only this; IMDS both, as strings).
+    expires_on: Option<Seconds>,
     refresh_in: Option<Seconds>,
 }
 
@@ -154,7 +171,16 @@ struct ErrorBody {
 /// Parses the token endpoint's answer. `secret` is scrubbed from any text that is kept,
 /// in case a server echoes what it was sent.
 pub fn parse_token_response(status: u16, body: &[u8], secret: &Secret) -> Result<TokenGrant> {
-    let scrub = |text: &str| scrub_secret(text, secret.expose());
+    parse_token_response_scrubbing(status, body, &[secret])
+}
+
+/// [`parse_token_response`], scrubbing each of `secrets` (a client secret and a refresh token).
+fn parse_token_response_scrubbing(status: u16, body: &[u8], secrets: &[&Secret]) -> Result<TokenGrant> {
+    let scrub = |text: &str| {
+        secrets.iter().fold(text.to_string(), |text, secret| {
+            scrub_secret(&text, secret.expose())
+        })
+    };
     if (200..300).contains(&status) {
         let parsed: SuccessBody = serde_json::from_slice(body).map_err(|err| {
             Error::new(
@@ -176,7 +202,9 @@ pub fn parse_token_response(status: u16, body: &[u8], secret: &Secret) -> Result
         // send an expired token.
         let expires_in = parsed
             .expires_in
+            .as_ref()
             .and_then(|s| s.to_duration())
+            .or_else(|| parsed.expires_on.as_ref()?.to_lifetime_from_now())
             .unwrap_or_default();
         let refresh_in = parsed
             .refresh_in
@@ -281,13 +309,19 @@ fn replace_ignoring_hex_case(text: &str, needle: &str) -> String {
     out
 }
 
-/// Asks for a token with the client_credentials grant, retrying transient failures with
-/// jittered exponential backoff. A 429 is returned at once, with its `Retry-After`. The
-/// grant comes with when its (successful) request was sent.
-pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Result<(TokenGrant, SentAt)> {
+/// Asks for a token (the client_credentials or refresh_token grant, or a managed identity's endpoint),
+/// retrying transient failures with jittered exponential backoff. A 429 is returned at once,
+/// with its `Retry-After`. The grant comes with when its (successful) request was sent.
+/// `last_assertion` receives the claims of each client assertion someone else made.
+pub async fn request_token(
+    http: &reqwest::Client,
+    config: &OAuth2Config,
+    last_assertion: &Mutex<Option<AssertionClaims>>,
+) -> Result<(TokenGrant, SentAt)> {
+    let credential = RequestCredential::prepare(config, last_assertion).await?;
     let mut attempt = 1;
     loop {
-        match request_once(http, config).await {
+        match request_once(http, config, &credential).await {
             Err(err) if attempt < MAX_ATTEMPTS && err.is_transient() && err.http_status() != Some(429) => {
                 let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
                 // Full jitter between half and all of the backoff: many transports started
@@ -301,30 +335,95 @@ pub async fn request_token(http: &reqwest::Client, config: &OAuth2Config) -> Res
     }
 }
 
-async fn request_once(http: &reqwest::Client, config: &OAuth2Config) -> Result<(TokenGrant, SentAt)> {
+/// What one token request (with its retries) proves itself with.
+enum RequestCredential<'a> {
+    Secret(&'a Secret),
+    /// Signed afresh for every attempt (each assertion has its own `jti`).
+    Certificate(&'a CertificateCredential),
+    /// From a federated token file or a callback: obtained once per token request (a
+    /// missing file or a failing callback is not helped by asking again at once).
+    External(Secret, AssertionClaims),
+    ManagedIdentity(&'a ManagedIdentity),
+}
+
+impl<'a> RequestCredential<'a> {
+    /// Reads the file or calls the callback; the assertion's claims go to `last_assertion`.
+    async fn prepare(
+        config: &'a OAuth2Config,
+        last_assertion: &Mutex<Option<AssertionClaims>>,
+    ) -> Result<Self> {
+        let assertion = match &config.credential {
+            ClientCredential::Secret(secret) => return Ok(RequestCredential::Secret(secret)),
+            ClientCredential::Certificate(certificate) => {
+                return Ok(RequestCredential::Certificate(certificate))
+            }
+            ClientCredential::ManagedIdentity(identity) => {
+                return Ok(RequestCredential::ManagedIdentity(identity))
+            }
+            ClientCredential::AssertionFile(file) => file.assertion().await?,
+            ClientCredential::AssertionCallback(callback) => {
+                callback.assertion(config.assertion_timeout).await?
+            }
+        };
+        let claims = AssertionClaims::of(assertion.expose()).unwrap_or_default();
+        *last_assertion.lock().unwrap_or_else(|e| e.into_inner()) = Some(claims.clone());
+        Ok(RequestCredential::External(assertion, claims))
+    }
+}
+
+async fn request_once(
+    http: &reqwest::Client,
+    config: &OAuth2Config,
+    credential: &RequestCredential<'_>,
+) -> Result<(TokenGrant, SentAt)> {
     let url = &config.token_url;
-    let (credential_field, credential_value, scrubbed) = match &config.credential {
-        ClientCredential::Secret(secret) => ("client_secret", secret.clone(), secret.clone()),
-        ClientCredential::Certificate(certificate) => {
-            let assertion = certificate.assertion(&config.client_id, url.as_str())?;
-            ("client_assertion", assertion.clone(), assertion)
-        }
+    let (credential_field, credential_value) = match credential {
+        RequestCredential::ManagedIdentity(identity) => return identity.request_once(http, config).await,
+        RequestCredential::Secret(secret) => ("client_secret", (*secret).clone()),
+        RequestCredential::Certificate(certificate) => (
+            "client_assertion",
+            certificate.assertion(&config.client_id, url.as_str())?,
+        ),
+        RequestCredential::External(assertion, _) => ("client_assertion", assertion.clone()),
     };
     let mut form = vec![
-        ("grant_type", "client_credentials"),
         ("client_id", config.client_id.as_str()),
         ("scope", config.scope.as_str()),
     ];
+    match &config.grant {
+        Grant::ClientCredentials => form.insert(0, ("grant_type", "client_credentials")),
+        Grant::RefreshToken(refresh_token) => {
+            form.insert(0, ("grant_type", "refresh_token"));
+            form.push(("refresh_token", refresh_token.expose()));
+        }
+    }
     if credential_field == "client_assertion" {
-        form.push((
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ));
+        form.push(("client_assertion_type", JWT_BEARER));
     }
     form.push((credential_field, credential_value.expose()));
+    let request = http.post(url.clone()).form(&form);
+    let outcome = exchange(request, config, &credential_value).await;
+    // Someone else's assertion: what it claims is what Entra ID matches against the app's
+    // federated credentials, worth showing when it is refused.
+    match credential {
+        RequestCredential::External(_, claims) => outcome.map_err(|err| with_assertion_claims(err, claims)),
+        _ => outcome,
+    }
+}
+
+/// Sends one token request and reads its answer: no redirect followed, a bounded body kept
+/// in zeroed memory, `Retry-After` on 429, the whole bounded by `oauth2.timeout`.
+/// `scrubbed` (the credential sent) and the refresh token of the grant, if any, are removed
+/// from any text that is kept.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    config: &OAuth2Config,
+    scrubbed: &Secret,
+) -> Result<(TokenGrant, SentAt)> {
+    let url = &config.token_url;
     let sent = SentAt::now();
     let fetch = async {
-        let mut response = http.post(url.clone()).form(&form).send().await?;
+        let mut response = request.send().await?;
         let status = response.status().as_u16();
         // The client follows no redirect: the secret goes to the configured URL only.
         if response.status().is_redirection() {
@@ -347,7 +446,11 @@ async fn request_once(http: &reqwest::Client, config: &OAuth2Config) -> Result<(
             }
             append_zeroizing(&mut body, &chunk);
         }
-        let mut outcome = parse_token_response(status, &body, &scrubbed);
+        let mut secrets = vec![scrubbed];
+        if let Grant::RefreshToken(refresh_token) = &config.grant {
+            secrets.push(refresh_token);
+        }
+        let mut outcome = parse_token_response_scrubbing(status, &body, &secrets);
         if status == 429 {
             let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER);
             outcome = outcome.map_err(|err| err.with_retry_after(wait));
@@ -378,6 +481,27 @@ async fn request_once(http: &reqwest::Client, config: &OAuth2Config) -> Result<(
             ),
         )),
     }
+}
+
+/// Adds the refused assertion's claims (never the assertion) to the hint of a refusal
+/// that is about the assertion: no matching federated credential, expired.
+fn with_assertion_claims(err: Error, claims: &AssertionClaims) -> Error {
+    let about_assertion = err.oauth_error().is_some_and(|body| {
+        body.error_codes.iter().any(|code| ASSERTION_CODES.contains(code)) || body.error == "invalid_client"
+    });
+    if !about_assertion {
+        return err;
+    }
+    let hint = err.hint_data().cloned().unwrap_or_else(|| Hint::from(""));
+    let note = format!("The assertion sent: {}.", claims.describe(SystemTime::now()));
+    let known = [("iss", &claims.iss), ("sub", &claims.sub), ("aud", &claims.aud)];
+    let hint = known
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+        .fold(hint.with_note(&note), |hint, (name, value)| {
+            hint.with_param(name, value)
+        });
+    err.with_hint(hint)
 }
 
 /// Appends `chunk` without leaving a copy in freed memory: when `buffer` must grow, its
@@ -453,7 +577,6 @@ fn describe_http_error(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
 
     fn secret() -> Secret {
         Secret::new("canary-secret")
@@ -470,6 +593,30 @@ mod tests {
         let grant = parse_token_response(200, body, &secret()).unwrap();
         assert_eq!(grant.expires_in, Duration::from_secs(3599));
         assert_eq!(grant.refresh_in, Some(Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn managed_identity_answers_with_string_lifetimes_or_only_an_expiry_date() {
+        // IMDS: both, as strings.
+        let on = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3000;
+        let body = format!(
+            r#"{{"access_token":"t","expires_in":"3599","expires_on":"{on}","resource":"https://outlook.office365.com","token_type":"Bearer"}}"#
+        );
+        let grant = parse_token_response(200, body.as_bytes(), &secret()).unwrap();
+        assert_eq!(grant.expires_in, Duration::from_secs(3599));
+        // App Service (2019-08-01): only expires_on, seconds since the epoch.
+        let body = format!(r#"{{"access_token":"t","expires_on":"{on}","token_type":"Bearer"}}"#);
+        let grant = parse_token_response(200, body.as_bytes(), &secret()).unwrap();
+        assert!(
+            grant.expires_in > Duration::from_secs(2990) && grant.expires_in <= Duration::from_secs(3000),
+            "{:?}",
+            grant.expires_in
+        );
+        let past = br#"{"access_token":"t","expires_on":"1000"}"#;
+        assert!(parse_token_response(200, past, &secret())
+            .unwrap()
+            .expires_in
+            .is_zero());
     }
 
     #[test]
@@ -638,6 +785,8 @@ mod tests {
             br#"{"access_token":"t","expires_in":"1e999","refresh_in":"NaN"}"#,
             br#"{"access_token":"t","expires_in":-5,"refresh_in":"-inf"}"#,
             br#"{"access_token":"t","expires_in":18446744073709551615}"#,
+            br#"{"access_token":"t","expires_on":"1e300"}"#,
+            br#"{"access_token":"t","expires_on":1e18}"#,
         ] {
             let grant = parse_token_response(200, body, &secret()).unwrap();
             assert!(grant.expires_in <= Duration::from_secs(1_000_000_000));

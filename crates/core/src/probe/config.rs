@@ -89,6 +89,7 @@ fn credential_summary(oauth2: &OAuth2Config) -> String {
         ClientCredential::Certificate(_) => {
             "certificate, assertion RS256 with x5t (key not shown)".to_string()
         }
+        other => format!("{} from {}", other.kind(), other.source()),
     }
 }
 
@@ -100,6 +101,6 @@ fn thumbprints(oauth2: &OAuth2Config) -> Json {
             Some((sha1, sha256)) => json!({ "sha1": sha1, "sha256": sha256 }),
             None => Json::Null,
         },
-        ClientCredential::Secret(_) => Json::Null,
+        _ => Json::Null,
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::session::{hello_name, SmtpConnection};
 use super::stream::{self, tls_handshake, Stream};
 use super::trace::{ConnectTrace, TlsFacts};
-use crate::config::{Auth, TransportConfig};
+use crate::config::{Auth, StartTls, TransportConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hints::Hint;
 use crate::log::Logger;
@@ -52,8 +52,8 @@ impl SmtpConnection {
         greeted?;
         trace.ehlo = connection.capabilities.lines.clone();
 
-        if !connection.encrypted {
-            let needs_tls = !matches!(config.auth, Auth::None);
+        if !connection.encrypted && config.starttls != StartTls::Never {
+            let needs_tls = config.starttls == StartTls::Required || !matches!(config.auth, Auth::None);
             trace.starttls_offered = Some(connection.capabilities.starttls);
             if connection.capabilities.starttls {
                 connection.start_tls(config, tls).await?;

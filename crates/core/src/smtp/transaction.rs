@@ -143,7 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         let eight_bit = !message.body.is_ascii();
         if eight_bit && !caps.eight_bit_mime {
             return Err(Error::message_error(
-                "the message has 8-bit content and the server does not offer 8BITMIME: nothing was sent (messages this transport builds are 7-bit unless an address has a non-ASCII local part; a raw message must be encoded as 7-bit for this server)",
+                "the message has 8-bit content and the server does not offer 8BITMIME: nothing was sent (messages this transport builds are 7-bit unless an address has a non-ASCII local part, `encoding` or `contentTransferEncoding` asks for 8bit, or a raw part or message/* attachment has 8-bit bytes; a raw message must be encoded as 7-bit for this server)",
             ));
         }
         if message.dsn.is_some() && !caps.dsn {
