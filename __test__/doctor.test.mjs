@@ -162,7 +162,8 @@ describe('doctor: everything configured right', () => {
             const [config1, token, claims, smtp, , send] = report.steps;
             assert.equal(config1.details.user, TEST_USER);
             assert.equal(config1.details.clientId, TEST_CLIENT_ID);
-            assert.match(config1.details.credential, /not shown/);
+            assert.equal(config1.details.credential.kind, 'clientSecret');
+            assert.match(config1.details.credential.description, /not shown/);
             assert.ok(!Number.isNaN(Date.parse(token.details.expiresAt)));
             assert.deepEqual(claims.details.roles, ['SMTP.SendAsApp']);
             assert.equal(claims.details.aud, 'https://outlook.office365.com');

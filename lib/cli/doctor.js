@@ -65,6 +65,10 @@ function notesFor(step) {
     notes.push(`issuer ${cert.issuer}`)
     notes.push(`valid until ${cert.validTo} (${days} days)`)
   }
+  const assertion = details.credential && details.credential.assertion
+  if (step.name === 'token' && assertion) {
+    notes.push(`assertion sent (decoded, not shown): iss ${assertion.iss}, sub ${assertion.sub}, aud ${assertion.aud}, exp ${assertion.exp}`)
+  }
   if (details.thumbprints) {
     notes.push(`configured certificate thumbprints: SHA-1 ${details.thumbprints.sha1}, SHA-256 ${details.thumbprints.sha256}`)
   }

@@ -6,7 +6,7 @@ use super::{shown_url, Outcome, ProbeOptions};
 use crate::config::{Auth, OAuth2Config, TransportConfig};
 use crate::exchange::{hint_context, is_hve_host, limit_warnings, required_role};
 use crate::hints::Hint;
-use crate::oauth::ClientCredential;
+use crate::oauth::{AssertionClaims, ClientCredential, CredentialReport};
 use crate::transport::Transport;
 
 pub(super) fn check(transport: &Transport, options: &ProbeOptions) -> Outcome {
@@ -28,7 +28,12 @@ pub(super) fn check(transport: &Transport, options: &ProbeOptions) -> Outcome {
         "STARTTLS"
     };
     let credentials = match &config.auth {
-        Auth::OAuth2 { oauth2, .. } => format!("OAuth2 client {}", oauth2.client_id),
+        Auth::OAuth2 { oauth2, .. } if oauth2.client_id.is_empty() => {
+            format!("OAuth2 with {}", describe(oauth2))
+        }
+        Auth::OAuth2 { oauth2, .. } => {
+            format!("OAuth2 client {} with {}", oauth2.client_id, describe(oauth2))
+        }
         Auth::Password { .. } => "password".to_string(),
         Auth::None => "no credentials".to_string(),
     };
@@ -36,11 +41,12 @@ pub(super) fn check(transport: &Transport, options: &ProbeOptions) -> Outcome {
         "{user} via {}:{} ({tls}), {credentials}",
         config.host, config.port
     );
-    Outcome::pass(finding, summary(config, from)).with_warnings(warnings)
+    let report = transport.credential_report();
+    Outcome::pass(finding, summary(config, from, report.as_ref())).with_warnings(warnings)
 }
 
 /// The configuration as the transport understood it; never a secret.
-fn summary(config: &TransportConfig, from: Option<&str>) -> Json {
+fn summary(config: &TransportConfig, from: Option<&str>, credential: Option<&CredentialReport>) -> Json {
     let mut summary = json!({
         "host": config.host,
         "port": config.port,
@@ -62,7 +68,7 @@ fn summary(config: &TransportConfig, from: Option<&str>) -> Json {
         Auth::OAuth2 { oauth2, .. } => json!({
             "type": "oauth2",
             "clientId": oauth2.client_id,
-            "credential": credential_summary(oauth2),
+            "credential": credential.map(|report| credential_summary(oauth2, report)),
             "tokenUrl": shown_url(&oauth2.token_url),
             "tenantId": oauth2.tenant_id,
             "scope": oauth2.scope,
@@ -78,18 +84,63 @@ fn summary(config: &TransportConfig, from: Option<&str>) -> Json {
     summary
 }
 
-/// How the app proves who it is, in words. The place for further credential kinds (a
-/// federated token file, a callback, a managed identity) and what they show.
-fn credential_summary(oauth2: &OAuth2Config) -> String {
-    match &oauth2.credential {
-        ClientCredential::Secret(_) => "client secret (not shown)".to_string(),
+/// Which credential the app proves itself with and where it comes from (the file, the
+/// callback, the environment variables, the managed identity endpoint), never its value;
+/// for a client assertion someone else made, the claims of the last one sent.
+pub(super) fn credential_summary(oauth2: &OAuth2Config, report: &CredentialReport) -> Json {
+    json!({
+        "kind": report.kind,
+        "source": report.source,
+        "environment": report.environment,
+        "description": describe(oauth2),
+        "assertion": report.assertion.as_ref().map(assertion_summary),
+    })
+}
+
+/// [`credential_summary`] of `transport`'s credential as it is now (after a token request:
+/// with the assertion sent); `null` without OAuth2.
+pub(super) fn current_credential(transport: &Transport) -> Json {
+    match (&transport.config().auth, transport.credential_report()) {
+        (Auth::OAuth2 { oauth2, .. }, Some(report)) => credential_summary(oauth2, &report),
+        _ => Json::Null,
+    }
+}
+
+/// A client assertion's decoded claims (not verified; the assertion itself is never shown).
+pub(super) fn assertion_summary(claims: &AssertionClaims) -> Json {
+    json!({
+        "iss": claims.iss,
+        "sub": claims.sub,
+        "aud": claims.aud,
+        "exp": claims.exp.map(httpdate::fmt_http_date),
+    })
+}
+
+/// The credential in words.
+fn describe(oauth2: &OAuth2Config) -> String {
+    let from_environment = match oauth2.credential_environment.is_empty() {
+        true => String::new(),
+        false => format!(" (set by {})", oauth2.credential_environment.join(", ")),
+    };
+    let credential = &oauth2.credential;
+    match credential {
+        ClientCredential::Secret(_) => "a client secret (not shown)".to_string(),
         ClientCredential::Certificate(certificate) if certificate.names_by_sha256() => {
-            "certificate, assertion PS256 with x5t#S256 (key not shown)".to_string()
+            "a certificate, assertion PS256 with x5t#S256 (key not shown)".to_string()
         }
         ClientCredential::Certificate(_) => {
-            "certificate, assertion RS256 with x5t (key not shown)".to_string()
+            "a certificate, assertion RS256 with x5t (key not shown)".to_string()
         }
-        other => format!("{} from {}", other.kind(), other.source()),
+        ClientCredential::AssertionFile(_) => format!(
+            "a federated token from {}{from_environment}, read for each token request (not shown)",
+            credential.source()
+        ),
+        ClientCredential::AssertionCallback(_) => {
+            "a client assertion from the callback mail.smtp.oauth2.clientAssertion (not shown)".to_string()
+        }
+        ClientCredential::ManagedIdentity(_) => {
+            format!("a managed identity: {}{from_environment}", credential.source())
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value as Json};
 
+use super::config::current_credential;
 use super::{shown_url, Outcome};
 use crate::exchange::{hint_context, required_role};
 use crate::hints::Hint;
@@ -30,7 +31,12 @@ pub(super) async fn check_token(transport: &Transport) -> Outcome {
             let until = httpdate::fmt_http_date(expires);
             Outcome::pass(
                 format!("token issued by {host} in {elapsed_ms:.0} ms, valid until {until} ({minutes} min)"),
-                json!({ "tokenUrl": shown_url(token_url), "expiresAt": until, "requestMs": elapsed_ms }),
+                json!({
+                    "tokenUrl": shown_url(token_url),
+                    "expiresAt": until,
+                    "requestMs": elapsed_ms,
+                    "credential": current_credential(transport),
+                }),
             )
         }
         Err(err) => {
@@ -42,6 +48,7 @@ pub(super) async fn check_token(transport: &Transport) -> Outcome {
                 "oauthErrorCodes": oauth.map(|o| o.error_codes.clone()).unwrap_or_default(),
                 "statusCode": err.http_status(),
                 "response": oauth.and_then(|o| o.description.as_deref()).map(short_description),
+                "credential": current_credential(transport),
             });
             let hint = err
                 .hint_data()
