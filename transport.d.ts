@@ -478,7 +478,8 @@ export interface Hint {
 /** One step of `probe()`. */
 export interface ProbeStep {
   step: number
-  name: 'config' | 'token' | 'claims' | 'smtp' | 'auth' | 'send'
+  /** With `api: 'graph'`: `config`, `token`, `claims`, `mailbox`, `send` (no SMTP steps). */
+  name: 'config' | 'token' | 'claims' | 'smtp' | 'auth' | 'mailbox' | 'send'
   title: string
   /** `true` passed, `false` failed, `null` not applicable or skipped. */
   ok: boolean | null

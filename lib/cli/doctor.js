@@ -105,7 +105,8 @@ async function doctor(values, env, output, { createTransport, version }) {
       report = configFailure(finding, fix, hint)
     }
     if (transport) {
-      output.progress(`walking the chain: token, claims, ${ctx.smtp.host}, AUTH${values['send-to'] ? ', test message' : ''}`)
+      const route = ctx.smtp.api === 'graph' ? 'the mailbox in Microsoft Graph' : `${ctx.smtp.host}, AUTH`
+      output.progress(`walking the chain: token, claims, ${route}${values['send-to'] ? ', test message' : ''}`)
       try {
         report = await transport.probe({ sendTo: values['send-to'], from: isSet(ctx.from) ? ctx.from : undefined })
       } finally {

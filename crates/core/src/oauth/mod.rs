@@ -12,7 +12,7 @@ mod token;
 pub use assertion::{AssertionCallback, AssertionClaims, AssertionFile, AssertionFuture};
 pub use managed_identity::{managed_identity_url, EndpointKind, Identity, ManagedIdentity};
 
-pub use claims::{inspect, Expectations, TokenProblem, TokenReport, SMTP_ROLE};
+pub use claims::{inspect, Expectations, TokenProblem, TokenReport, GRAPH_SEND_ROLE, SMTP_ROLE};
 pub use credential::{CertificateCredential, ClientCredential, CredentialReport};
 pub use provider::{http_client_builder, TokenListener, TokenProvider};
 pub use token::{parse_token_response, AccessToken, Freshness, SentAt, TokenGrant};

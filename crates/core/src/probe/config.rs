@@ -21,11 +21,17 @@ pub(super) fn check(transport: &Transport, options: &ProbeOptions) -> Outcome {
             warnings.push(Hint::render("smtp.send_as_denied", &context));
         }
     }
-    warnings.extend(limit_warnings(config, &context));
-    let tls = if config.implicit_tls {
-        "implicit TLS"
-    } else {
-        "STARTTLS"
+    let route = match &config.graph {
+        Some(graph) => format!("Microsoft Graph {}", shown_url(&graph.base_url)),
+        None => {
+            // Exchange's SMTP limits (connections, messages a minute) are SMTP's.
+            warnings.extend(limit_warnings(config, &context));
+            let tls = match config.implicit_tls {
+                true => "implicit TLS",
+                false => "STARTTLS",
+            };
+            format!("{}:{} ({tls})", config.host, config.port)
+        }
     };
     let credentials = match &config.auth {
         Auth::OAuth2 { oauth2, .. } if oauth2.client_id.is_empty() => {
@@ -37,10 +43,7 @@ pub(super) fn check(transport: &Transport, options: &ProbeOptions) -> Outcome {
         Auth::Password { .. } => "password".to_string(),
         Auth::None => "no credentials".to_string(),
     };
-    let finding = format!(
-        "{user} via {}:{} ({tls}), {credentials}",
-        config.host, config.port
-    );
+    let finding = format!("{user} via {route}, {credentials}");
     let report = transport.credential_report();
     Outcome::pass(finding, summary(config, from, report.as_ref())).with_warnings(warnings)
 }
@@ -48,6 +51,8 @@ pub(super) fn check(transport: &Transport, options: &ProbeOptions) -> Outcome {
 /// The configuration as the transport understood it; never a secret.
 fn summary(config: &TransportConfig, from: Option<&str>, credential: Option<&CredentialReport>) -> Json {
     let mut summary = json!({
+        "api": if config.graph.is_some() { "graph" } else { "smtp" },
+        "graphUrl": config.graph.as_ref().map(|graph| shown_url(&graph.base_url)),
         "host": config.host,
         "port": config.port,
         "secure": config.implicit_tls,

@@ -1,12 +1,14 @@
 //! The doctor's walk along the chain, with the transport's own code: config, token, token
 //! claims, the SMTP server (DNS, TCP, greeting, EHLO, STARTTLS, TLS, certificate), AUTH and an
-//! optional test message. Each step says whether it passed, what it found, what to do (a
+//! optional test message. With `api: 'graph'` the claims are Graph's and the SMTP server and
+//! AUTH steps are replaced by one: the mailbox looked up in Microsoft Graph. Each step says whether it passed, what it found, what to do (a
 //! [`Hint`]) and the details it saw; the CLI only presents them.
 //!
 //! A step that fails stops the walk: the ones after it are skipped, as each builds on the
 //! one before (no SMTP connection after a refused token).
 
 mod config;
+mod graph;
 mod server;
 mod submission;
 mod token;
@@ -34,7 +36,8 @@ pub struct ProbeOptions {
 pub struct Step {
     /// 1-based position.
     pub step: usize,
-    /// `config`, `token`, `claims`, `smtp`, `auth`, `send`.
+    /// `config`, `token`, `claims`, `smtp`, `auth`, `send`; with Graph `config`, `token`,
+    /// `claims`, `mailbox`, `send`.
     pub name: &'static str,
     pub title: &'static str,
     /// `true` passed, `false` failed, `None` not applicable or skipped.
@@ -126,18 +129,40 @@ const TITLES: [(&str, &str); 6] = [
     ("send", "Test message"),
 ];
 
+const GRAPH_TITLES: [(&str, &str); 5] = [
+    ("config", "Configuration"),
+    ("token", "Token from the token endpoint"),
+    ("claims", "Token claims (Microsoft Graph)"),
+    ("mailbox", "Mailbox in Microsoft Graph"),
+    ("send", "Test message through Microsoft Graph"),
+];
+
 /// Walks the chain of `transport`; never fails (a failure is a failed step).
 pub async fn run(transport: &Transport, options: &ProbeOptions) -> ProbeReport {
+    let titles: &[(&'static str, &'static str)] = match transport.config().graph {
+        Some(_) => &GRAPH_TITLES,
+        None => &TITLES,
+    };
     let mut steps = Vec::new();
     let mut failed_at = None;
-    for (index, (name, title)) in TITLES.into_iter().enumerate() {
+    // The Graph client's one look (claims, then the mailbox), for steps 3 and 4.
+    let mut graph_probe = None;
+    for (index, &(name, title)) in titles.iter().enumerate() {
         let started = Instant::now();
         let outcome = match failed_at {
             Some(failed) => Outcome::not_applicable(&format!("skipped (step {failed} failed)")),
             None => match name {
                 "config" => config::check(transport, options),
                 "token" => token::check_token(transport).await,
+                "claims" if transport.config().graph.is_some() => {
+                    let probe = graph_probe.insert(transport.probe_graph().await);
+                    graph::check_claims(transport, probe)
+                }
                 "claims" => token::check_claims(transport).await,
+                "mailbox" => match &graph_probe {
+                    Some(probe) => graph::check_mailbox(transport, probe),
+                    None => Outcome::not_applicable("skipped (no Graph look)"),
+                },
                 "smtp" => server::check(transport).await,
                 "auth" => submission::check_auth(transport).await,
                 _ => submission::check_send(transport, options).await,

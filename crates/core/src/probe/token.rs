@@ -9,6 +9,7 @@ use super::config::current_credential;
 use super::{shown_url, Outcome};
 use crate::exchange::{hint_context, required_role};
 use crate::hints::Hint;
+use crate::oauth::TokenReport;
 use crate::transport::Transport;
 
 const NOT_OAUTH2: &str = "not an OAuth2 configuration (mail.smtp.type is not 'oauth2')";
@@ -77,7 +78,17 @@ pub(super) async fn check_claims(transport: &Transport) -> Outcome {
         Ok(report) => report,
         Err(err) => return Outcome::fail(err.message().to_string(), err.hint_data().cloned(), Json::Null),
     };
-    let role = required_role(transport.config());
+    claims_outcome(transport, &report, required_role(transport.config()), false)
+}
+
+/// What `report` says, as a step; `role` is the role the token needs, `graph` that it is
+/// for Microsoft Graph (whose audience and role have their own advice).
+pub(super) fn claims_outcome(
+    transport: &Transport,
+    report: &TokenReport,
+    role: Option<&str>,
+    graph: bool,
+) -> Outcome {
     let details = json!({
         "isJwt": report.is_jwt,
         "aud": report.aud,
@@ -115,7 +126,7 @@ pub(super) async fn check_claims(transport: &Transport) -> Outcome {
     let hints: Vec<Hint> = report
         .problems
         .iter()
-        .map(|problem| Hint::render(problem_hint(problem.code), &context))
+        .map(|problem| Hint::render(problem_hint(problem.code, graph), &context))
         .collect();
     let finding = report
         .problems
@@ -134,8 +145,10 @@ pub(super) async fn check_claims(transport: &Transport) -> Outcome {
     outcome
 }
 
-fn problem_hint(code: &str) -> &'static str {
+fn problem_hint(code: &str, graph: bool) -> &'static str {
     match code {
+        "AUDIENCE" if graph => "claims.graph_audience",
+        "ROLE_MISSING" if graph => "claims.graph_role_missing",
         "AUDIENCE" => "claims.audience",
         "ROLE_MISSING" => "claims.role_missing",
         "TENANT_MISMATCH" => "claims.tenant_mismatch",
