@@ -28,6 +28,12 @@ export declare class NativeTransport {
   /** The current token's claims and the setup problems they show. */
   inspectToken(): Promise<TokenInspection>
   /**
+   * The doctor's walk along the chain (config, token, claims, SMTP/TLS, AUTH, optional
+   * test message) with the transport's own code. Resolves
+   * `{ ok, steps: [{ step, name, title, ok, status, finding, fix, hint, warnings, details, elapsedMs }] }`.
+   */
+  probe(request?: ProbeRequest | undefined | null): Promise<{ ok: boolean; steps: Array<Record<string, any>> }>
+  /**
    * Sends a message someone else built (nodemailer's plugin API): `raw` is the whole
    * message, `envelope` its `{ from, to }`; the outcome goes to `onComplete`.
    */
@@ -104,6 +110,14 @@ export interface NameWarning {
  * `oauth2`, `tls`) does not know or does not act on.
  */
 export declare function nameWarnings(scope: string, names: Array<string>): Array<NameWarning>
+
+/** What `probe()` is asked to do besides walking the configured chain. */
+export interface ProbeRequest {
+  /** Also send a test message to this address. */
+  sendTo?: string
+  /** The test message's sender (`mail.from`); the mailbox when unset. */
+  from?: string
+}
 
 /** A recipient the server refused (nodemailer's `rejectedErrors` entries). */
 export interface RecipientError {

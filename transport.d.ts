@@ -88,6 +88,12 @@ export interface OAuth2Options {
   renewBeforeSeconds?: number
   /** Timeout of one token request in ms (default 30000). */
   timeout?: number
+  /**
+   * Exchange RBAC for Applications grants the mailbox (`New-ManagementRoleAssignment -Role
+   * 'Application SMTP.SendAsApp' -App ... -CustomResourceScope ...`): the token then carries no
+   * `SMTP.SendAsApp` role, and none is expected (default `false`).
+   */
+  rbac?: boolean
 }
 
 /**
@@ -140,8 +146,11 @@ export interface TlsOptions {
 /** A TAS `mail.smtp` object: SMTP (the default) or Microsoft Graph (`api: 'graph'`). */
 export type SmtpConfig = SmtpApiConfig | GraphApiConfig
 
-/** Sending over SMTP. */
-export interface SmtpApiConfig extends CommonConfig {
+/** Sending over SMTP: to `host`, or to the server a `service` name stands for. */
+export type SmtpApiConfig = SmtpApiOptions & ({ host: string } | { service: string })
+
+/** The options of sending over SMTP. */
+export interface SmtpApiOptions extends CommonConfig {
   /** `'smtp'` (the default). */
   api?: 'smtp'
   /** `'oauth2'` for XOAUTH2 with client_credentials; omit for PLAIN/LOGIN with `auth.pass`. */
@@ -408,6 +417,10 @@ export interface SmtpOAuthError extends Error {
   command?: string
   /** What the administrator should do. */
   hint?: string
+  /** Which hint it is (`'smtp.token_refused'`, `'oauth.secret_wrong'`, ...): stable, for programs. */
+  hintId?: string
+  /** The values the hint was filled in with (`user`, `from`, `clientId`, `tenant`, ...). */
+  hintParams?: Record<string, string>
   /** The token endpoint's `error` field (`'invalid_client'`, ...). */
   oauthError?: string
   /** The token endpoint's `error_codes` (AADSTS numbers). */
@@ -465,6 +478,39 @@ export interface CredentialReport {
   assertion: { iss?: string; sub?: string; aud?: string; exp: Date | null } | null
 }
 
+/** Advice for one failure, as data. */
+export interface Hint {
+  id: string
+  params: Record<string, string>
+  text: string
+}
+
+/** One step of `probe()`. */
+export interface ProbeStep {
+  step: number
+  /** With `api: 'graph'`: `config`, `token`, `claims`, `mailbox`, `send` (no SMTP steps). */
+  name: 'config' | 'token' | 'claims' | 'smtp' | 'auth' | 'mailbox' | 'send'
+  title: string
+  /** `true` passed, `false` failed, `null` not applicable or skipped. */
+  ok: boolean | null
+  status: 'pass' | 'fail' | 'skip'
+  finding: string
+  /** What to do (the hint's text; several when several problems were found). */
+  fix: string | null
+  hint: Hint | null
+  /** Worth knowing, not failures: another sender than the mailbox, Exchange's limits. */
+  warnings: Hint[]
+  /** What the step saw: the config summary, token timing and AADSTS details, claims, DNS, TCP, greeting, EHLO, TLS, certificate chain (base64 DER), the send's info. */
+  details: Record<string, any> | null
+  elapsedMs: number
+}
+
+export interface ProbeReport {
+  /** `true` when every step that ran passed. */
+  ok: boolean
+  steps: ProbeStep[]
+}
+
 /** The `token` event: a new access token was obtained (the token itself is never included). */
 export interface TokenEvent {
   user: string
@@ -486,6 +532,11 @@ export class Transport extends EventEmitter {
   getAccessToken(): Promise<AccessToken>
   /** The current token's claims and the setup problems they show. */
   inspectToken(): Promise<TokenReport>
+  /**
+   * Walks the chain as `smtp-oauth-transport doctor` does, with the transport's own code;
+   * a broken link is a failed step, never a rejection. `sendTo` also sends a test message.
+   */
+  probe(options?: { sendTo?: string; from?: string }): Promise<ProbeReport>
   /**
    * Waits for queued messages (`{ force: true }`: rejects them), closes pooled connections
    * with QUIT and releases the transport; the secrets it holds are zeroed.

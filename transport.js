@@ -182,6 +182,17 @@ class Transport extends EventEmitter {
   }
 
   /**
+   * Walks the whole chain with the transport's own code, as `smtp-oauth-transport doctor`
+   * does: config, token, token claims, SMTP server (DNS, TCP, greeting, EHLO, STARTTLS, TLS,
+   * certificate chain), AUTH and, with `sendTo`, a test message. Never rejects for a broken
+   * link: resolves `{ ok, steps }`, each step `{ step, name, title, ok, status, finding, fix,
+   * hint: { id, params, text } | null, warnings, details, elapsedMs }`.
+   */
+  probe(options = {}) {
+    return this.#native.probe({ sendTo: options.sendTo, from: options.from })
+  }
+
+  /**
    * Waits until queued messages are sent (with `{ force: true }`: rejects them), closes
    * pooled connections with QUIT, and releases the transport: the secrets it holds are
    * zeroed; later sends reject.

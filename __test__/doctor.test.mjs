@@ -3,18 +3,16 @@
 // the chain and checks that the doctor names that step, shows the right fix, skips the rest,
 // exits 1, and never prints the client secret or an access token.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { makeTestPki, makeUntrustedPki } from './support/certs.mjs';
+import { runCli, stepMarks } from './support/cli.mjs';
 import { TEST_CLIENT_ID, TEST_CLIENT_SECRET, TEST_TENANT, TEST_USER } from './support/config.mjs';
 import { startEnv } from './support/env.mjs';
 import { secretForms } from './support/errors.mjs';
 
-const CLI = fileURLToPath(new URL('../bin/smtp-oauth-transport.js', import.meta.url));
 const RCPT = 'rcpt@example.com';
 
 let tmp;
@@ -23,37 +21,6 @@ before(() => {
     fs.writeFileSync(path.join(tmp, 'ca.pem'), makeTestPki().caPem);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-/** The parent's environment without anything that could point the CLI at real settings. */
-function cleanEnv(extra = {}) {
-    const env = {};
-    for (const [key, value] of Object.entries(process.env)) {
-        if (!/^TAS_|^NODE_EXTRA_CA_CERTS$|^NAPI_RS_|PROXY$/i.test(key)) {
-            env[key] = value;
-        }
-    }
-    return { ...env, ...extra };
-}
-
-/** Runs the CLI; resolves { code, stdout, stderr }. */
-function runCli(args, { env = {}, timeoutMs = 30000 } = {}) {
-    return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', d => (stdout += d));
-        child.stderr.setEncoding('utf8').on('data', d => (stderr += d));
-        const timer = setTimeout(() => {
-            child.kill('SIGKILL');
-            reject(new Error(`the CLI did not finish within ${timeoutMs} ms; stdout so far:\n${stdout}\nstderr:\n${stderr}`));
-        }, timeoutMs);
-        child.on('error', reject);
-        child.on('close', (code, signal) => {
-            clearTimeout(timer);
-            resolve({ code, signal, stdout, stderr });
-        });
-    });
-}
 
 let localJsCount = 0;
 /** Writes a local.js exporting { mail } (JSON-able values only) and returns its path. */
@@ -109,20 +76,6 @@ function seedEnv(env, overrides = {}) {
         TEST_CA_FILE: path.join(tmp, 'ca.pem'),
         ...overrides
     };
-}
-
-/** { 1: '✔', 2: '✘', ... } from the doctor's text output, plus the whole line of each step. */
-function stepMarks(stdout) {
-    const marks = {};
-    const lines = {};
-    for (const line of stdout.split('\n')) {
-        const match = /^([✔✘–]) (\d)\. /.exec(line);
-        if (match) {
-            marks[match[2]] = match[1];
-            lines[match[2]] = line;
-        }
-    }
-    return { marks, lines };
 }
 
 /** Asserts the doctor printed step `failed` as ✘, the ones before ✔ and the ones after as skipped. */
@@ -209,7 +162,8 @@ describe('doctor: everything configured right', () => {
             const [config1, token, claims, smtp, , send] = report.steps;
             assert.equal(config1.details.user, TEST_USER);
             assert.equal(config1.details.clientId, TEST_CLIENT_ID);
-            assert.match(config1.details.credential, /not shown/);
+            assert.equal(config1.details.credential.kind, 'clientSecret');
+            assert.match(config1.details.credential.description, /not shown/);
             assert.ok(!Number.isNaN(Date.parse(token.details.expiresAt)));
             assert.deepEqual(claims.details.roles, ['SMTP.SendAsApp']);
             assert.equal(claims.details.aud, 'https://outlook.office365.com');
@@ -329,6 +283,18 @@ describe('doctor: step 1, configuration', () => {
             assert.equal(env.token.requests.length, 0);
         }));
 
+    test('a product-page local.js run without TAS_SMTP_OAUTH_TENANT_ID (token URL ".../undefined/...") names the env var; no request', () =>
+        withEnv({}, async env => {
+            const vars = seedEnv(env);
+            delete vars.TAS_SMTP_OAUTH_TENANT_ID;
+            const result = await runCli(['doctor', '--config', writeSeedLocalJs()], { env: vars });
+            assert.equal(result.code, 1, result.stdout + result.stderr);
+            assertFailedAt(result.stdout, 1);
+            assert.match(stepMarks(result.stdout).lines[1], /mail\.smtp\.oauth2\.host has no tenant: its tenant segment is 'undefined'/);
+            assert.match(result.stdout, /TAS_SMTP_OAUTH_TENANT_ID, which is not set/);
+            assert.equal(env.token.requests.length, 0);
+        }));
+
     test('a malformed field is named (port "abc")', () =>
         withEnv({}, async env => {
             const config = writeLocalJs({ smtp: env.config({ port: 'abc' }) });
@@ -435,14 +401,16 @@ describe('doctor: step 4, SMTP server and TLS', () => {
             assertNoSecrets(result, env);
         }));
 
-    test('a certificate for another name fails step 4 and names both', () =>
+    test('a certificate for another name fails step 4 with rustls\'s reason and names both', () =>
         withEnv({}, async env => {
             const config = writeLocalJs({ smtp: env.config({ tls: { servername: 'smtp.contoso.com' } }) });
             const result = await runCli(['doctor', '--config', config]);
             assert.equal(result.code, 1, result.stdout + result.stderr);
             assertFailedAt(result.stdout, 4);
-            assert.match(stepMarks(result.stdout).lines[4], /issued for another name \(ERR_TLS_CERT_ALTNAME_INVALID\)/);
-            assert.match(result.stdout, /fix: the certificate is for DNS:localhost, IP Address:127\.0\.0\.1, not smtp\.contoso\.com/);
+            // The transport's own verdict (rustls), not a second opinion from node's OpenSSL.
+            assert.match(stepMarks(result.stdout).lines[4], /not trusted: .*certificate not valid for name "smtp\.contoso\.com"/);
+            assert.match(result.stdout, /certificate subject CN=localhost \(DNS:localhost, IP Address:127\.0\.0\.1\)/);
+            assert.match(result.stdout, /fix: The certificate is issued for another name: .*tls\.servername/);
             assert.equal(env.smtp.authAttempts.length, 0);
         }));
 

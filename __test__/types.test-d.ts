@@ -124,8 +124,8 @@ const graphConfig: SmtpConfig = {
 };
 createTransport(graphConfig);
 
-// Without api: 'graph' the host comes from `host` or nodemailer's `service`, which the types cannot
-// tell apart from a missing host: the config check names mail.smtp.host at runtime.
+// @ts-expect-error without api: 'graph', host (or a service that names one) is required
+createTransport({ type: 'oauth2', auth: { user: 'tas@contoso.com' }, oauth2: { tenantId: 't', clientId: 'id', clientSecret: 's' } });
 
 // @ts-expect-error Graph takes only OAuth2 tokens
 createTransport({ api: 'graph', auth: { user: 'u', pass: 'p' } });
@@ -226,6 +226,11 @@ async function handle(): Promise<string> {
                 return err.response ?? err.message;
             }
             case 'EAUTH':
+                if (err.hintId === 'smtp.token_refused') {
+                    const params: Record<string, string> | undefined = err.hintParams;
+                    return `${params?.user}: ${err.hint}`;
+                }
+                return `${err.command} ${err.responseCode}`;
             case 'EENVELOPE':
                 return `${err.command} ${err.responseCode} ${err.response} ${err.rejected?.join(',')} ${err.rejectedErrors?.length}`;
             default:
@@ -302,6 +307,15 @@ async function tokens(): Promise<void> {
         void code, text;
     }
     void a, e, isJwt, roles, exp, aud;
+    const probed = await transport.probe({ sendTo: 'admin@contoso.com' });
+    for (const step of probed.steps) {
+        const status: 'pass' | 'fail' | 'skip' = step.status;
+        const id: string | undefined = step.hint?.id;
+        const warnings: string[] = step.warnings.map(w => w.text);
+        void status, id, warnings;
+    }
+    const healthy: boolean = probed.ok;
+    void healthy;
 }
 
 void tokens, send, handle, isAuthError, misspelt, numericHost, badType, badTls, badMessage;

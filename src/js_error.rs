@@ -1,7 +1,7 @@
 //! The one place where a core [`Error`] becomes a JavaScript `Error`, with nodemailer's
 //! fields: `code`, `responseCode`, `response`, `command`, plus `hint`, `oauthError`,
 //! `oauthErrorCodes`, `graphError`, `requestId`, `statusCode`, `rejected` and
-//! `rejectedErrors` where they apply.
+//! `rejectedErrors` where they apply; the hint also as data (`hintId`, `hintParams`).
 
 use napi::bindgen_prelude::JsObjectValue;
 use napi::bindgen_prelude::{Object, Unknown};
@@ -52,8 +52,14 @@ fn build<'env>(env: &'env Env, err: &Error) -> napi::Result<Object<'env>> {
     if let Some(wait) = err.retry_after() {
         object.set_named_property("retryAfter", wait.as_secs_f64().ceil())?;
     }
-    if let Some(hint) = err.hint() {
-        object.set_named_property("hint", hint)?;
+    if let Some(hint) = err.hint_data() {
+        object.set_named_property("hint", hint.text.as_str())?;
+        object.set_named_property("hintId", hint.id)?;
+        let mut params = Object::new(env)?;
+        for (name, value) in &hint.params {
+            params.set_named_property(name, value.as_str())?;
+        }
+        object.set_named_property("hintParams", params)?;
     }
     if !err.rejected().is_empty() {
         let rejected: Vec<&str> = err.rejected().iter().map(|r| r.recipient.as_str()).collect();

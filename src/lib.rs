@@ -16,6 +16,7 @@ use napi::{Env, Result, Status, ValueType};
 use napi_derive::napi;
 use smtp_oauth_core::log::{dropping_when_full, Level, LogSink};
 use smtp_oauth_core::oauth::{AssertionCallback, TokenListener};
+use smtp_oauth_core::probe::ProbeOptions;
 use smtp_oauth_core::secret::Secret;
 use smtp_oauth_core::transport::Admission;
 use smtp_oauth_core::{Environment, Error, ErrorKind, SentInfo, Transport};
@@ -156,6 +157,15 @@ pub struct AssertionClaimsInfo {
     pub aud: Option<String>,
     /// Expiry in milliseconds since the epoch.
     pub exp: Option<f64>,
+}
+
+/// What `probe()` is asked to do besides walking the configured chain.
+#[napi(object)]
+pub struct ProbeRequest {
+    /// Also send a test message to this address.
+    pub send_to: Option<String>,
+    /// The test message's sender (`mail.from`); the mailbox when unset.
+    pub from: Option<String>,
 }
 
 /// How long `closeAtExit()` may hold the exiting process to say QUIT.
@@ -318,6 +328,30 @@ impl NativeTransport {
                     }),
                 })
             },
+        )
+    }
+
+    /// The doctor's walk along the chain (config, token, claims, SMTP/TLS, AUTH, optional
+    /// test message) with the transport's own code. Resolves
+    /// `{ ok, steps: [{ step, name, title, ok, status, finding, fix, hint, warnings, details, elapsedMs }] }`.
+    #[napi(ts_return_type = "Promise<{ ok: boolean; steps: Array<Record<string, any>> }>")]
+    pub fn probe<'env>(
+        &self,
+        env: &'env Env,
+        request: Option<ProbeRequest>,
+    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
+        let transport = self.transport();
+        let options = ProbeOptions {
+            send_to: request.as_ref().and_then(|r| r.send_to.clone()),
+            from: request.and_then(|r| r.from),
+        };
+        settle(
+            env,
+            async move {
+                let report = transport?.probe(&options).await;
+                serde_json::to_value(report).map_err(|err| Error::new(ErrorKind::Internal, err.to_string()))
+            },
+            |_, report| Ok(report),
         )
     }
 

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::content_access::ContentAccess;
 use crate::error::{Error, ErrorKind, Result};
+use crate::hints::{Hint, HintContext};
 use crate::input::{Field, Value};
 use crate::oauth::{
     managed_identity_url, AssertionCallback, AssertionFile, CertificateCredential, ClientCredential,
@@ -339,6 +340,9 @@ pub struct OAuth2Config {
     pub failure_cache: Duration,
     /// `clientSecret` had leading or trailing whitespace, which was removed.
     pub secret_trimmed: bool,
+    /// `oauth2.rbac`: Exchange RBAC for Applications grants the mailbox, so the token carries
+    /// no `SMTP.SendAsApp` role and none is expected.
+    pub rbac: bool,
     /// How long an `oauth2.clientAssertion` callback may take.
     pub assertion_timeout: Duration,
     /// The environment variables that chose or completed the credential (empty when the
@@ -587,6 +591,18 @@ fn parse_auth(root: &Field, inputs: &ConfigInputs, graph: bool) -> Result<Auth> 
             oauth2: Box::new(oauth2),
         });
     }
+    // nodemailer ignores oauth2 settings without `type: 'oauth2'`; with no password either,
+    // they were meant to be used.
+    let untyped = root.child("type").optional_string()?.is_none();
+    if untyped && root.child("oauth2").is_present() && !auth.child("pass").is_present() {
+        return Err(root
+            .child("type")
+            .error("is undefined, not 'oauth2': the mail.smtp.oauth2 settings are ignored")
+            .with_hint(Hint::render(
+                "config.oauth2_without_type",
+                &HintContext::default(),
+            )));
+    }
     if !auth.is_present() {
         return Ok(Auth::None);
     }
@@ -709,6 +725,7 @@ fn fixed_token_only(fixed_token: FixedToken, auth: &Field) -> Result<OAuth2Confi
         assertion_timeout: DEFAULT_ASSERTION_TIMEOUT,
         credential_environment: Vec::new(),
         fixed_token: Some(fixed_token),
+        rbac: false,
     })
 }
 
@@ -890,6 +907,17 @@ fn parse_oauth2(field: &Field, inputs: &ConfigInputs, graph: bool) -> Result<OAu
         true => Some(graph_cloud(field)?.0),
         false => default_scope,
     };
+    // `'.../' + process.env.TENANT + '/oauth2/...'` with the variable unset: no tenant has
+    // that name, and the request would only earn AADSTS90002.
+    if let Some(tenant) = token_url
+        .as_ref()
+        .and_then(tenant_in_url)
+        .filter(|t| t == "undefined" || t == "null")
+    {
+        return Err(url_field.error(format!(
+            "has no tenant: its tenant segment is '{tenant}' (an environment variable that was not set?)"
+        )));
+    }
     let scope = match (field.child("scope").optional_string()?, default_scope) {
         (Some(scope), _) => scope.trim().to_string(),
         (None, Some(scope)) => scope.to_string(),
@@ -1002,6 +1030,7 @@ fn parse_oauth2(field: &Field, inputs: &ConfigInputs, graph: bool) -> Result<OAu
         extra_ca,
         failure_cache,
         secret_trimmed,
+        rbac: field.child("rbac").optional_bool()?.unwrap_or(false),
         assertion_timeout: timeout(&field.child("clientAssertionTimeout"), DEFAULT_ASSERTION_TIMEOUT)?,
         fixed_token: None,
         credential_environment,

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::config::{Auth, TransportConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::exchange::required_role;
 use crate::graph::GraphClient;
+use crate::hints::Hint;
 use crate::log::Logger;
 use crate::message::OutgoingMessage;
 use crate::oauth::{AccessToken, TokenProvider, TokenReport, FIXED_TOKEN_HINT};
@@ -178,14 +180,15 @@ impl Connector {
         let Some(tokens) = &self.tokens else {
             return err;
         };
-        let report = tokens.inspect(token);
+        let report = tokens.inspect(token, required_role(&self.config));
         if report.problems.is_empty() {
             return err;
         }
         let findings: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
-        let hint = match err.hint() {
-            Some(hint) => format!("The token shows: {}. {hint}", findings.join("; ")),
-            None => format!("The token shows: {}.", findings.join("; ")),
+        let preface = format!("The token shows: {}.", findings.join("; "));
+        let hint = match err.hint_data() {
+            Some(hint) => hint.clone().with_preface(preface),
+            None => Hint::from(preface),
         };
         err.with_hint(hint)
     }
@@ -208,7 +211,7 @@ impl Connector {
             .tokens
             .as_ref()
             .expect("access_token() succeeded, so there is a provider");
-        Ok(tokens.inspect(&token))
+        Ok(tokens.inspect(&token, required_role(&self.config)))
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::hints::{Hint, HintContext};
+
 /// What went wrong, in nodemailer's vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -124,7 +126,7 @@ struct Details {
     oauth: Option<OAuthErrorBody>,
     graph: Option<GraphErrorBody>,
     rejected: Vec<RejectedRecipient>,
-    hint: Option<String>,
+    hint: Option<Hint>,
     retry_after: Option<std::time::Duration>,
     /// How many times the operation was tried (set by the send path).
     attempts: u32,
@@ -192,8 +194,14 @@ impl Error {
         self
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         self.0.hint = Some(hint.into());
+        self
+    }
+
+    /// The hint rendered again with what the transport knows (mailbox, sender, client id).
+    pub fn in_context(mut self, context: &HintContext) -> Self {
+        self.0.hint = self.0.hint.take().map(|hint| hint.in_context(context));
         self
     }
 
@@ -250,8 +258,14 @@ impl Error {
         &self.0.rejected
     }
 
+    /// The hint's text.
     pub fn hint(&self) -> Option<&str> {
-        self.0.hint.as_deref()
+        self.0.hint.as_ref().map(|hint| hint.text.as_str())
+    }
+
+    /// The hint as data: id, parameters, text.
+    pub fn hint_data(&self) -> Option<&Hint> {
+        self.0.hint.as_ref()
     }
 
     pub fn retry_after(&self) -> Option<std::time::Duration> {

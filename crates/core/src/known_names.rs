@@ -153,6 +153,7 @@ impl NameScope {
                 "managedIdentityEndpoint",
                 "ca",
                 "failureCacheSeconds",
+                "rbac",
             ],
             NameScope::Tls => &[
                 "ca",
@@ -322,6 +323,7 @@ mod tests {
             "clientAssertionTimeout",
             "managedIdentity",
             "managedIdentityEndpoint",
+            "rbac",
         ];
         for key in oauth2 {
             assert_eq!(warn(NameScope::OAuth2, key), None, "{key}");

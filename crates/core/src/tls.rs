@@ -3,9 +3,10 @@
 //! (`rejectUnauthorized: false`); the token endpoint, which receives the client secret,
 //! adds only `oauth2.ca` and is always verified. `tls.minVersion` applies to both.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
@@ -15,15 +16,41 @@ use crate::error::{Error, ErrorKind, Result};
 /// The rustls configuration of SMTP connections (STARTTLS or implicit TLS).
 /// `tls.cert` + `tls.key`, when given, are the client certificate it presents.
 pub fn rustls_client_config(options: &TlsOptions) -> Result<rustls::ClientConfig> {
+    smtp_client_config(options, |verifier| verifier)
+}
+
+/// The same configuration, with a verifier that also keeps the chain the server presented,
+/// so that the doctor can show a certificate the transport refuses.
+pub fn recording_client_config(options: &TlsOptions) -> Result<(rustls::ClientConfig, Arc<PresentedChain>)> {
+    let presented = Arc::new(PresentedChain::default());
+    let keep = Arc::clone(&presented);
+    let config = smtp_client_config(options, move |inner| {
+        Arc::new(Recording {
+            inner,
+            presented: keep,
+        })
+    })?;
+    Ok((config, presented))
+}
+
+/// The SMTP policy: Mozilla's roots plus `tls.ca`, or any certificate with
+/// `rejectUnauthorized: false`; `wrap` may put a verifier around it.
+fn smtp_client_config(
+    options: &TlsOptions,
+    wrap: impl FnOnce(Arc<dyn ServerCertVerifier>) -> Arc<dyn ServerCertVerifier>,
+) -> Result<rustls::ClientConfig> {
     let builder = config_builder(options.tls13_only)?;
-    let config = if options.verify_certificates {
-        builder.with_root_certificates(roots(&options.extra_ca, "tls.ca")?)
+    let provider = builder.crypto_provider().clone();
+    let verifier: Arc<dyn ServerCertVerifier> = if options.verify_certificates {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(&options.extra_ca, "tls.ca")?), provider)
+            .build()
+            .map_err(|err| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {err}")))?
     } else {
-        let provider = builder.crypto_provider().clone();
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        Arc::new(AcceptAnyCertificate(provider))
     };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(wrap(verifier));
     match &options.client_identity {
         None => Ok(config.with_no_client_auth()),
         Some(identity) => config
@@ -33,6 +60,64 @@ pub fn rustls_client_config(options: &TlsOptions) -> Result<rustls::ClientConfig
                     "mail.smtp.tls.key does not fit mail.smtp.tls.cert: {err}"
                 ))
             }),
+    }
+}
+
+/// The certificate chain (DER, leaf first) the server presented last.
+#[derive(Debug, Default)]
+pub struct PresentedChain(Mutex<Vec<Vec<u8>>>);
+
+impl PresentedChain {
+    pub fn certificates(&self) -> Vec<Vec<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Keeps the presented chain, then lets the transport's verifier decide.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ServerCertVerifier>,
+    presented: Arc<PresentedChain>,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|der| der.to_vec())
+            .collect();
+        *self.presented.0.lock().unwrap_or_else(|e| e.into_inner()) = chain;
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

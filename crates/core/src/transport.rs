@@ -10,7 +10,9 @@ use tokio::sync::Notify;
 use crate::config::{process_variable, Auth, ConfigInputs, TransportConfig};
 use crate::connector::Connector;
 use crate::error::{Error, ErrorKind, RejectedRecipient, Result};
+use crate::exchange::hint_context;
 use crate::graph::{GraphClient, GraphProbe};
+use crate::hints::Hint;
 use crate::input::Value;
 use crate::log::{LogSink, Logger};
 use crate::message::{build_message, raw_message, OutgoingMessage};
@@ -18,6 +20,7 @@ use crate::oauth::{
     AccessToken, AssertionCallback, CredentialReport, TokenListener, TokenProvider, TokenReport,
 };
 use crate::pool::Pool;
+use crate::probe::{self, ProbeOptions, ProbeReport};
 use crate::tls::rustls_client_config;
 
 /// What `sendMail` resolves with (nodemailer's `info`).
@@ -165,6 +168,28 @@ impl Transport {
         &self.connector.config
     }
 
+    pub(crate) fn logger(&self) -> &Logger {
+        &self.connector.logger
+    }
+
+    /// The token endpoint, for an OAuth2 transport.
+    pub fn token_url(&self) -> Option<&reqwest::Url> {
+        match &self.connector.config.auth {
+            Auth::OAuth2 { oauth2, .. } => Some(&oauth2.token_url),
+            _ => None,
+        }
+    }
+
+    /// Walks the chain as the transport does and reports each step (the doctor).
+    pub async fn probe(&self, options: &ProbeOptions) -> ProbeReport {
+        probe::run(self, options).await
+    }
+
+    /// The error's hint filled in with what this transport knows (and the sender, if any).
+    fn explained(&self, err: Error, from: Option<&str>) -> Error {
+        err.in_context(&hint_context(&self.connector.config, from))
+    }
+
     /// Connects, sets up TLS, authenticates and quits: proves the whole chain works.
     /// With a pool, it takes one of its `maxConnections` slots. With Graph, which has no
     /// login step, it gets a token and checks its claims (audience Graph, role Mail.Send).
@@ -182,7 +207,10 @@ impl Transport {
                     findings.join("; ")
                 ),
             )
-            .with_hint(crate::graph::ACCESS_DENIED_HINT));
+            .with_hint(Hint::render(
+                "graph.access_denied",
+                &hint_context(self.config(), None),
+            )));
         }
         let check = async {
             let connection = self.connector.open_connection().await?;
@@ -193,6 +221,7 @@ impl Transport {
             Some(pool) => pool.in_slot(check).await,
             None => check.await,
         }
+        .map_err(|err| self.explained(err, None))
     }
 
     /// Accepts a send, synchronously, before any of its work: a send admitted before
@@ -233,10 +262,12 @@ impl Transport {
     }
 
     async fn deliver(&self, outgoing: Arc<OutgoingMessage>) -> Result<SentInfo> {
-        let delivery = match &self.pool {
-            Some(pool) => pool.send(Arc::clone(&outgoing)).await?,
-            None => self.connector.send_unpooled(&outgoing).await?,
+        let delivered = match &self.pool {
+            Some(pool) => pool.send(Arc::clone(&outgoing)).await,
+            None => self.connector.send_unpooled(&outgoing).await,
         };
+        let from = outgoing.envelope_from.as_ref().map(|a| a.to_string());
+        let delivery = delivered.map_err(|err| self.explained(err, from.as_deref()))?;
         Ok(SentInfo {
             message_id: outgoing.message_id.clone(),
             envelope_from: outgoing.envelope_from.as_ref().map(|a| a.to_string()),
@@ -269,7 +300,10 @@ impl Transport {
 
     /// The current access token (cached, or fetched now).
     pub async fn access_token(&self) -> Result<Arc<AccessToken>> {
-        self.connector.access_token().await
+        self.connector
+            .access_token()
+            .await
+            .map_err(|err| self.explained(err, None))
     }
 
     /// Which OAuth2 credential this transport uses and where it comes from (`None` without

@@ -963,6 +963,7 @@ fn fuzz_token_claims() {
                 scope: "https://outlook.office365.com/.default",
                 tenant_id,
                 client_id: Some("0c3e7d2a-5b1f-4e8a-9d6c-2f4b8a1e7c30"),
+                role: Some("SMTP.SendAsApp"),
             };
             let report = inspect(&token, &expected);
             let is_object = matches!(serde_json::from_slice(&payload), Ok(serde_json::Value::Object(_)));

@@ -6,13 +6,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, GraphErrorBody};
-
-/// What to do when Graph refuses the app (ErrorAccessDenied and other 403s).
-pub const ACCESS_DENIED_HINT: &str = "Microsoft Graph refused the app for this mailbox. Check, in order: (1) the app registration has the Microsoft Graph *application* permission Mail.Send (not the delegated one) and an administrator granted admin consent; (2) an Exchange application access policy or RBAC for Applications scope may exclude this mailbox: test with `Test-ApplicationAccessPolicy -Identity <mailbox> -AppId <client id>` or `Test-ServicePrincipalAuthorization -Identity <client id> -Resource <mailbox>`, and include it with `New-ApplicationAccessPolicy -AppId <client id> -PolicyScopeGroupId <group with the mailbox> -AccessRight RestrictAccess` or `New-ManagementRoleAssignment -App <service principal> -Role 'Application Mail.Send' -CustomResourceScope <scope>` (changes take up to an hour); (3) messages over 4 MB and saveToSentItems: false go through a draft, which also needs the application permission Mail.ReadWrite.";
-
-const UNAUTHORIZED_HINT: &str = "Microsoft Graph did not accept the access token: it must be issued for Graph (oauth2.scope 'https://graph.microsoft.com/.default', the default with api: 'graph') by the mailbox's tenant.";
-
-const NOT_FOUND_HINT: &str = "auth.user must be the user principal name (or object id) of a mailbox in the token's tenant, with an Exchange Online licence.";
+use crate::hints::{Hint, HintContext};
 
 /// The error for a non-2xx answer of `step` (`sendMail`, `createMessage`, ...).
 pub fn graph_error(
@@ -56,7 +50,7 @@ pub fn graph_error(
         request_id,
     });
     if let Some(hint) = hint {
-        err = err.with_hint(hint);
+        err = err.with_hint(Hint::render(hint, &HintContext::default()));
     }
     if let Some(wait) = retry_after.filter(|_| kind == ErrorKind::Connection) {
         err = err.with_retry_after(wait);
@@ -66,14 +60,11 @@ pub fn graph_error(
 
 fn classify(status: u16, code: &str) -> (ErrorKind, Option<&'static str>) {
     match (status, code) {
-        (401, _) => (ErrorKind::Auth, Some(UNAUTHORIZED_HINT)),
-        (403, _) => (ErrorKind::Auth, Some(ACCESS_DENIED_HINT)),
-        (404, _) => (ErrorKind::Auth, Some(NOT_FOUND_HINT)),
+        (401, _) => (ErrorKind::Auth, Some("graph.unauthorized")),
+        (403, _) => (ErrorKind::Auth, Some("graph.access_denied")),
+        (404, _) => (ErrorKind::Auth, Some("graph.mailbox_not_found")),
         (_, "ErrorInvalidRecipients") => (ErrorKind::Envelope, None),
-        (_, "ErrorMessageSizeExceeded") | (413, _) => (
-            ErrorKind::Message,
-            Some("The message is larger than the mailbox's maximum send size (35 MB by default; an Exchange administrator can raise it with Set-Mailbox -MaxSendSize)."),
-        ),
+        (_, "ErrorMessageSizeExceeded") | (413, _) => (ErrorKind::Message, Some("graph.too_large")),
         (408 | 429, _) | (500..=599, _) => (ErrorKind::Connection, None),
         // Never followed: the next request would carry the token to wherever it points.
         (300..=399, _) => (ErrorKind::Protocol, None),

@@ -21,12 +21,12 @@ use tokio::sync::Semaphore;
 
 use crate::config::{GraphOptions, TransportConfig, GRAPH_MAX_CONCURRENT_REQUESTS};
 use crate::error::{Error, ErrorKind, Result};
+use crate::hints::Hint;
 use crate::log::Logger;
 use crate::message::OutgoingMessage;
 use crate::oauth::{http_client_builder, AccessToken, TokenProvider};
 use crate::smtp::Delivery;
 
-pub use answer::ACCESS_DENIED_HINT;
 pub use probe::{GraphProbe, MailboxCheck};
 
 /// Graph refuses requests over 4 MB; the base64 body must stay under it.
@@ -196,17 +196,14 @@ impl GraphClient {
         if err.kind() != ErrorKind::Auth {
             return err;
         }
-        let report = self.tokens.inspect(token);
+        // A Graph scope: Graph's `Mail.Send` is checked whatever the Exchange role.
+        let report = self.tokens.inspect(token, None);
         if report.problems.is_empty() {
             return err;
         }
         let findings: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
-        let hint = format!(
-            "The token shows: {}. {}",
-            findings.join("; "),
-            err.hint().unwrap_or("")
-        );
-        err.with_hint(hint.trim_end().to_string())
+        let hint = err.hint_data().cloned().unwrap_or_else(|| Hint::from(""));
+        err.with_hint(hint.with_preface(format!("The token shows: {}.", findings.join("; "))))
     }
 
     /// An upload session's pre-authenticated URL: no bearer token goes there, and it must

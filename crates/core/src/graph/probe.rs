@@ -32,7 +32,7 @@ impl GraphClient {
     /// looks the mailbox up.
     pub async fn probe(&self) -> Result<GraphProbe> {
         let token = self.tokens.token().await?;
-        let report = self.tokens.inspect(&token);
+        let report = self.tokens.inspect(&token, None);
         let call = self.call("getUser", Method::GET, &[], "application/json", Vec::new(), false);
         let mailbox = match self.execute(call).await {
             Ok(line) => MailboxCheck::Found(line),

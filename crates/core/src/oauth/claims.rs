@@ -59,6 +59,10 @@ pub struct Expectations<'a> {
     pub tenant_id: Option<&'a str>,
     /// `None` when unknown (a system-assigned managed identity).
     pub client_id: Option<&'a str>,
+    /// The Exchange app role the token must carry (`SMTP.SendAsApp`; `Mail.Send` for High
+    /// Volume Email); `None` when Exchange grants the mailbox otherwise (RBAC for
+    /// Applications). A Graph scope always needs Graph's `Mail.Send`.
+    pub role: Option<&'a str>,
 }
 
 pub fn inspect(token: &str, expected: &Expectations) -> TokenReport {
@@ -117,7 +121,10 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
             });
         }
     }
-    if for_exchange && !report.roles.iter().any(|r| r == SMTP_ROLE) {
+    let missing_role = expected
+        .role
+        .filter(|role| !report.roles.iter().any(|r| r == role));
+    if let (true, Some(role)) = (for_exchange, missing_role) {
         let roles = if report.roles.is_empty() {
             "none".to_string()
         } else {
@@ -125,7 +132,7 @@ fn problems(report: &TokenReport, expected: &Expectations) -> Vec<TokenProblem> 
         };
         problems.push(TokenProblem {
             code: "ROLE_MISSING",
-            message: format!("the token has no {SMTP_ROLE} role (roles: {roles}): add the Office 365 Exchange Online application permission SMTP.SendAsApp to the app registration and grant admin consent"),
+            message: format!("the token has no {role} role (roles: {roles}): add the Office 365 Exchange Online application permission {role} to the app registration and grant admin consent"),
         });
     }
     if for_graph && !report.roles.iter().any(|r| r == GRAPH_SEND_ROLE) {
@@ -228,6 +235,7 @@ mod tests {
             scope: "https://outlook.office365.com/.default",
             tenant_id: Some(TENANT),
             client_id: Some("app1"),
+            role: Some(SMTP_ROLE),
         }
     }
 
@@ -243,6 +251,28 @@ mod tests {
             report.exp.unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs(),
             2_000_000_000
         );
+    }
+
+    #[test]
+    fn the_expected_role_is_checked_and_none_is_expected_with_rbac() {
+        let token = jwt(
+            serde_json::json!({"aud":"https://outlook.office365.com","roles":["Mail.Send"],"tid":TENANT,"appid":"app1"}),
+        );
+        let hve = Expectations {
+            role: Some("Mail.Send"),
+            ..expected()
+        };
+        assert_eq!(inspect(&token, &hve).problems, vec![]);
+        let smtp = inspect(&token, &expected()).problems;
+        assert_eq!(smtp[0].code, "ROLE_MISSING");
+        assert!(smtp[0]
+            .message
+            .contains("no SMTP.SendAsApp role (roles: Mail.Send)"));
+        let rbac = Expectations {
+            role: None,
+            ..expected()
+        };
+        assert_eq!(inspect(&token, &rbac).problems, vec![]);
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub enum Thumbprint {
 pub struct CertificateCredential {
     key: RsaKeyPair,
     thumbprint: Thumbprint,
+    /// SHA-1 and SHA-256 thumbprints (hex) of the configured certificate, for the doctor.
+    certificate_thumbprints: Option<(String, String)>,
 }
 
 impl CertificateCredential {
@@ -148,6 +150,7 @@ impl CertificateCredential {
             )),
         }
         .map_err(|err| ("privateKey", format!("is not a usable RSA key ({err})")))?;
+        let mut certificate_thumbprints = None;
         let thumbprint = if let Some(pem) = certificate_pem {
             let der = CertificateDer::from_pem_slice(pem).map_err(|_| {
                 (
@@ -155,6 +158,11 @@ impl CertificateCredential {
                     "is not a PEM certificate (-----BEGIN CERTIFICATE-----)".to_string(),
                 )
             })?;
+            let hex = |algorithm| hex_upper(ring::digest::digest(algorithm, &der).as_ref());
+            certificate_thumbprints = Some((
+                hex(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+                hex(&ring::digest::SHA256),
+            ));
             Thumbprint::Sha256(
                 ring::digest::digest(&ring::digest::SHA256, &der)
                     .as_ref()
@@ -170,7 +178,21 @@ impl CertificateCredential {
                 "is missing (or give thumbprintSha256 or thumbprint) for certificate credentials".into(),
             ));
         };
-        Ok(CertificateCredential { key, thumbprint })
+        Ok(CertificateCredential {
+            key,
+            thumbprint,
+            certificate_thumbprints,
+        })
+    }
+
+    /// `true` when the assertion names the certificate by SHA-256 (`x5t#S256`, PS256).
+    pub fn names_by_sha256(&self) -> bool {
+        matches!(self.thumbprint, Thumbprint::Sha256(_))
+    }
+
+    /// The configured certificate's SHA-1 and SHA-256 thumbprints (hex), when it was given.
+    pub fn thumbprints_hex(&self) -> Option<(String, String)> {
+        self.certificate_thumbprints.clone()
     }
 
     /// A signed client assertion for `client_id` at the token endpoint `audience`.
@@ -242,6 +264,10 @@ fn parse_thumbprint(text: &str, length: usize) -> std::result::Result<Vec<u8>, S
             length * 2
         ))
     }
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 fn uuid_v4(rng: &SystemRandom) -> Result<String> {

@@ -13,7 +13,7 @@ mod token;
 pub use assertion::{AssertionCallback, AssertionClaims, AssertionFile, AssertionFuture};
 pub use managed_identity::{managed_identity_url, EndpointKind, Identity, ManagedIdentity};
 
-pub use claims::{inspect, Expectations, TokenProblem, TokenReport};
+pub use claims::{inspect, Expectations, TokenProblem, TokenReport, GRAPH_SEND_ROLE, SMTP_ROLE};
 pub use credential::{CertificateCredential, ClientCredential, CredentialReport};
 pub use fixed_token::{FixedToken, FIXED_TOKEN_HINT};
 pub use provider::{http_client_builder, TokenListener, TokenProvider};

@@ -137,13 +137,14 @@ impl TokenProvider {
         !matches!(self.config.credential, ClientCredential::NoRenewal)
     }
 
-    /// What `token` says about the setup (audience, role, tenant), and which credential
+    /// What `token` says about the setup (audience, `role`, tenant), and which credential
     /// obtained it.
-    pub fn inspect(&self, token: &AccessToken) -> TokenReport {
+    pub fn inspect(&self, token: &AccessToken, role: Option<&str>) -> TokenReport {
         let expected = Expectations {
             scope: &self.config.scope,
             tenant_id: self.config.tenant_id.as_deref(),
             client_id: Some(self.config.client_id.as_str()).filter(|id| !id.is_empty()),
+            role,
         };
         TokenReport {
             credential: Some(self.credential_report()),

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::config::{Grant, OAuth2Config};
 use crate::error::{Error, ErrorKind, OAuthErrorBody, Result};
-use crate::hints::{oauth_hint, ASSERTION_CODES};
+use crate::hints::{oauth_hint, Hint, ASSERTION_CODES};
 use crate::oauth::assertion::{AssertionClaims, JWT_BEARER};
 use crate::oauth::claims::token_expiry;
 use crate::oauth::credential::{CertificateCredential, ClientCredential};
@@ -503,12 +503,16 @@ fn with_assertion_claims(err: Error, claims: &AssertionClaims) -> Error {
     if !about_assertion {
         return err;
     }
-    let hint = format!(
-        "{} The assertion sent: {}.",
-        err.hint().unwrap_or_default(),
-        claims.describe(SystemTime::now())
-    );
-    err.with_hint(hint.trim_start().to_string())
+    let hint = err.hint_data().cloned().unwrap_or_else(|| Hint::from(""));
+    let note = format!("The assertion sent: {}.", claims.describe(SystemTime::now()));
+    let known = [("iss", &claims.iss), ("sub", &claims.sub), ("aud", &claims.aud)];
+    let hint = known
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+        .fold(hint.with_note(&note), |hint, (name, value)| {
+            hint.with_param(name, value)
+        });
+    err.with_hint(hint)
 }
 
 /// Appends `chunk` without leaving a copy in freed memory: when `buffer` must grow, its
@@ -549,11 +553,9 @@ fn note_trimmed_secret(err: Error) -> Error {
     if !wrong_secret {
         return err;
     }
-    let hint = format!(
-        "{} Note: the configured clientSecret had leading or trailing whitespace (a newline from a file or an environment variable?), which was found and removed before sending; the value without it was refused too.",
-        err.hint().unwrap_or_default()
-    );
-    err.with_hint(hint.trim_start().to_string())
+    let note = "Note: the configured clientSecret had leading or trailing whitespace (a newline from a file or an environment variable?), which was found and removed before sending; the value without it was refused too.";
+    let hint = err.hint_data().cloned().unwrap_or_else(|| Hint::from(""));
+    err.with_hint(hint.with_note(note))
 }
 
 /// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.

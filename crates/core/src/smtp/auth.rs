@@ -10,6 +10,7 @@ use super::reply::{refused, Step};
 use super::session::SmtpConnection;
 use super::xoauth2::{decode_challenge, xoauth2_command, xoauth2_initial_response};
 use crate::error::{Error, ErrorKind, Result, SmtpReply};
+use crate::hints::Hint;
 use crate::secret::Secret;
 
 /// The credentials a connection authenticates with, as they are at this moment.
@@ -69,9 +70,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         );
         let message = format!("authentication refused: {final_reply}; the server explained: {details}");
         let hint = err
-            .hint()
-            .unwrap_or("The server refused the token: check its scope and the mailbox.")
-            .to_string();
+            .hint_data()
+            .cloned()
+            .unwrap_or_else(|| Hint::render("smtp.token_refused", &Default::default()));
         if !final_reply.is_transient() && !final_reply.is_permanent() {
             // A success after a refusal challenge: the dialogue is out of step.
             self.usable = false;

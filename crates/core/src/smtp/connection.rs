@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use super::session::{hello_name, SmtpConnection};
 use super::stream::{self, tls_handshake, Stream};
+use super::trace::{ConnectTrace, TlsFacts};
 use crate::config::{Auth, StartTls, TransportConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::hints::Hint;
 use crate::log::Logger;
 
 impl SmtpConnection {
@@ -24,21 +26,40 @@ impl SmtpConnection {
         tls: &Arc<rustls::ClientConfig>,
         logger: &Logger,
     ) -> Result<Self> {
+        Self::connect_traced(config, tls, logger, &mut ConnectTrace::default()).await
+    }
+
+    /// [`SmtpConnection::connect`], noting in `trace` what each step saw (the doctor's view).
+    pub async fn connect_traced(
+        config: &TransportConfig,
+        tls: &Arc<rustls::ClientConfig>,
+        logger: &Logger,
+        trace: &mut ConnectTrace,
+    ) -> Result<Self> {
         let peer = format!("{}:{}", config.host, config.port);
-        let socket = stream::open(config, tls, logger).await?;
+        let socket = stream::open(config, tls, logger, trace).await?;
         let stream = if config.implicit_tls {
-            Stream::Tls(Box::new(tls_handshake(socket, config, tls).await?))
+            let tls_stream = tls_handshake(socket, config, tls).await?;
+            trace.tls = Some(TlsFacts::of(&tls_stream));
+            Stream::Tls(Box::new(tls_stream))
         } else {
             Stream::Plain(socket)
         };
         let mut connection = SmtpConnection::new(stream, peer, config.implicit_tls, config, logger);
         let hello = hello_name(config);
-        connection.greet(config.timeouts.greeting, &hello).await?;
+        let greeted = connection.greet(config.timeouts.greeting, &hello).await;
+        trace.greeting = connection.greeting.clone();
+        greeted?;
+        trace.ehlo = connection.capabilities.lines.clone();
 
         if !connection.encrypted && config.starttls != StartTls::Never {
             let needs_tls = config.starttls == StartTls::Required || !matches!(config.auth, Auth::None);
+            trace.starttls_offered = Some(connection.capabilities.starttls);
             if connection.capabilities.starttls {
                 connection.start_tls(config, tls).await?;
+                if let Stream::Tls(tls_stream) = connection.stream.get_ref() {
+                    trace.tls = Some(TlsFacts::of(tls_stream));
+                }
                 connection.ehlo(&hello).await?;
             } else if needs_tls {
                 connection.quit().await;
@@ -46,9 +67,16 @@ impl SmtpConnection {
                     ErrorKind::Tls,
                     format!("{}:{} does not offer STARTTLS: credentials are never sent over an unencrypted connection (use port 465 with secure: true if the server wants implicit TLS)", config.host, config.port),
                 )
-                .with_command("STARTTLS"));
+                .with_command("STARTTLS")
+                .with_hint(Hint::render("tls.no_starttls", &Default::default())));
             }
         }
+        trace.ehlo_after_tls = connection.capabilities.lines.clone();
         Ok(connection)
+    }
+
+    /// The EHLO keywords the server offers now.
+    pub fn capabilities(&self) -> &[String] {
+        &self.capabilities.lines
     }
 }

@@ -153,6 +153,7 @@ pub async fn race(
     let mut waiting: VecDeque<SocketAddr> = addresses.iter().copied().collect();
     let mut attempts = JoinSet::new();
     let mut failures = Vec::new();
+    let mut all_refused = true;
     let mut start_next = true;
     loop {
         if start_next {
@@ -162,18 +163,29 @@ pub async fn race(
         }
         let Some(more_waiting) = (!attempts.is_empty()).then_some(!waiting.is_empty()) else {
             let failed = failures.join("; ");
-            return Err(Error::new(
+            let err = Error::new(
                 ErrorKind::Connection,
                 format!("cannot connect to {name}: {failed}"),
             )
-            .with_command("CONN"));
+            .with_command("CONN");
+            // Every address said no: nothing listens there (the doctor tells it apart).
+            return Err(match all_refused {
+                true => err.with_source(io::Error::from(io::ErrorKind::ConnectionRefused)),
+                false => err,
+            });
         };
         tokio::select! {
             Some(joined) = attempts.join_next() => {
                 match joined {
                     Ok((addr, Ok(tcp))) => return Ok((tcp, addr)),
-                    Ok((addr, Err(err))) => failures.push(format!("{addr}: {err}")),
-                    Err(err) => failures.push(format!("a connection attempt failed: {err}")),
+                    Ok((addr, Err(err))) => {
+                        all_refused &= err.kind() == io::ErrorKind::ConnectionRefused;
+                        failures.push(format!("{addr}: {err}"));
+                    }
+                    Err(err) => {
+                        all_refused = false;
+                        failures.push(format!("a connection attempt failed: {err}"));
+                    }
                 }
                 start_next = true;
             }

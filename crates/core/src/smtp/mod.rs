@@ -20,6 +20,7 @@ mod proxy;
 mod reply;
 mod session;
 mod stream;
+mod trace;
 mod transaction;
 mod xoauth2;
 
@@ -30,4 +31,5 @@ pub use auth::Login;
 pub use dial::Resolver;
 pub use proxy::Proxy;
 pub use session::SmtpConnection;
+pub use trace::{ConnectTrace, TlsFacts};
 pub use transaction::Delivery;

@@ -32,11 +32,16 @@ pub(super) struct Capabilities {
     /// `SIZE n`; `Some(0)` means "no fixed limit".
     pub size: Option<u64>,
     pub auth: Vec<String>,
+    /// Every keyword line as the server sent it (`SIZE 157286400`, `AUTH LOGIN XOAUTH2`).
+    pub lines: Vec<String>,
 }
 
 impl Capabilities {
     fn from_ehlo(reply: &Reply) -> Self {
-        let mut caps = Capabilities::default();
+        let mut caps = Capabilities {
+            lines: reply.lines.iter().skip(1).cloned().collect(),
+            ..Capabilities::default()
+        };
         for line in reply.lines.iter().skip(1) {
             let mut words = line.split_whitespace();
             let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
@@ -83,6 +88,8 @@ pub struct SmtpConnection<S = Stream> {
     /// While AUTH runs: the secret strings sent, removed from any reply that echoes them
     /// (errors and the transcript show replies).
     pub(super) sent_secrets: Vec<Zeroizing<String>>,
+    /// The server's greeting, once read.
+    pub(super) greeting: Option<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
@@ -107,6 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             max_recipients: config.max_recipients_per_message,
             chunking: config.chunking,
             sent_secrets: Vec::new(),
+            greeting: None,
         }
     }
 
@@ -123,6 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
                 .with_command("CONN"));
             }
         };
+        self.greeting = Some(greeting.to_smtp_reply().to_string());
         self.judged(Step::Greeting, greeting)?;
         self.ehlo(hello).await
     }

@@ -13,6 +13,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::dial::{self, family, DialOptions, DEFAULT_DNS_TIMEOUT};
 use super::proxy::{self, Proxy, ProxyKind, Target};
+use super::trace::ConnectTrace;
 use crate::config::TransportConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::Logger;
@@ -38,9 +39,10 @@ pub async fn open(
     config: &TransportConfig,
     tls_config: &Arc<rustls::ClientConfig>,
     logger: &Logger,
+    trace: &mut ConnectTrace,
 ) -> Result<Socket> {
     let limit = config.timeouts.connection;
-    match tokio::time::timeout(limit, connect(config, tls_config, logger)).await {
+    match tokio::time::timeout(limit, connect(config, tls_config, logger, trace)).await {
         Ok(socket) => socket,
         Err(_) => {
             let peer = format!("{}:{}", config.host, config.port);
@@ -62,6 +64,7 @@ async fn connect(
     config: &TransportConfig,
     tls_config: &Arc<rustls::ClientConfig>,
     logger: &Logger,
+    trace: &mut ConnectTrace,
 ) -> Result<Socket> {
     let network = &config.network;
     let options = DialOptions {
@@ -75,14 +78,19 @@ async fn connect(
     let peer = format!("{}:{}", config.host, config.port);
     let Some(proxy) = &network.proxy else {
         let addresses = dial::addresses(&config.host, config.port, &options).await?;
+        trace.addresses = addresses.clone();
         let (tcp, addr) = dial::race(&addresses, options.local_address, &peer).await?;
+        trace.connected = Some(addr);
         logger.transcript(|| format!("connected to {peer} at {addr} ({})", family(&addr)));
         return Ok(Socket::Tcp(tcp));
     };
 
     let proxy_name = format!("the {} {}", proxy.label(), proxy.name());
+    trace.proxy = Some(proxy_name.clone());
     let addresses = dial::addresses(&proxy.host, proxy.port, &options).await?;
+    trace.addresses = addresses.clone();
     let (tcp, addr) = dial::race(&addresses, options.local_address, &proxy_name).await?;
+    trace.connected = Some(addr);
     let mut socket = match proxy.kind {
         ProxyKind::Https => {
             let tls = handshake(tcp, &proxy.host, tls_config)
@@ -284,7 +292,9 @@ mod tests {
         });
         let tls = Arc::new(crate::tls::rustls_client_config(&config.tls).unwrap());
         let started = Instant::now();
-        let socket = open(&config, &tls, &Logger::default()).await.unwrap();
+        let socket = open(&config, &tls, &Logger::default(), &mut ConnectTrace::default())
+            .await
+            .unwrap();
         let Socket::Tcp(tcp) = socket else {
             panic!("a direct connection is plain TCP")
         };
