@@ -5,8 +5,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { test } from 'node:test';
-import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
-import { CRASH_PATTERN, runChild } from './support/child.mjs';
+import { recordQuits, runCronChild } from './support/child.mjs';
 import { basicConfig, loadTransport, TEST_PASSWORD, TEST_USER } from './support/config.mjs';
 import { setupTransport, startEnv } from './support/env.mjs';
 import { assertCode, rejection } from './support/errors.mjs';
@@ -364,29 +363,11 @@ test('a cron-style script with pool: true that never calls close() exits by itse
     const env = await startEnv();
     t.after(() => env.close());
     // Count the QUITs the server receives: the idle pooled connection is sent QUIT when the
-    // child process exits (smtp-server has no command hook, so its dispatcher is wrapped).
-    const quits = [];
-    const onCommand = SMTPConnection.prototype._onCommand;
-    SMTPConnection.prototype._onCommand = function (command, callback) {
-        if (/^QUIT\b/i.test(command.toString())) quits.push(Date.now());
-        return onCommand.call(this, command, callback);
-    };
-    t.after(() => {
-        SMTPConnection.prototype._onCommand = onCommand;
-    });
+    // child process exits.
+    const quits = recordQuits(t);
     // Three sends one after another, no close(): the pooled connection is left idle
     // (idleTimeout is 10 s by default).
-    const child = runChild('cron', env.config({ pool: true }), { args: ['3'], killAfterMs: 20000 });
-    const result = await child.exited;
-
-    assert.equal(result.killed, false, `still running after 20 s, killed. stderr: ${result.stderr}`);
-    assert.equal(result.signal, null, `ended by ${result.signal}. stderr: ${result.stderr}`);
-    assert.equal(result.code, 0, `exit code ${result.code}. stderr: ${result.stderr}`);
-    assert.doesNotMatch(result.stderr, CRASH_PATTERN);
-    const sent = child.lines.filter(l => l.text.startsWith('SENT '));
-    assert.equal(sent.length, 3, result.stdout);
-    const lingered = result.at - sent.at(-1).at;
-    assert.ok(lingered < 5000, `the process lingered ${lingered} ms after its last send`);
+    const { sent } = await runCronChild('cron', env.config({ pool: true }), 3);
     assert.equal(env.smtp.messages.length, 3);
     assert.equal(env.smtp.connections.length, 1, 'the three messages shared one pooled connection');
     assert.equal(quits.length, 1, 'the idle pooled connection said QUIT when the process exited');

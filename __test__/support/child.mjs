@@ -1,6 +1,8 @@
 // Runs support/child-send.cjs in a separate node process and records what it does.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
 export const CHILD_SCRIPT = fileURLToPath(new URL('./child-send.cjs', import.meta.url));
 
@@ -83,3 +85,40 @@ export function runChild(mode, config, { args = [], nodeArgs = [], killAfterMs =
 
 /** Signs of a native crash (Rust panic, abort, segfault) in a child's stderr. */
 export const CRASH_PATTERN = /panick|panic|abort|SIGABRT|Segmentation fault|FATAL ERROR|core dumped/i;
+
+/**
+ * Runs a cron-style child (`mode` 'cron' or 'cron-exit') that sends `count` messages through a
+ * pooled transport and never closes it, and checks that it ended by itself: not killed, no
+ * signal, exit code 0, no crash, `count` sends, and no lingering after the last one (under 5 s).
+ * Resolves `{ result, sent }`: the child's result and its `SENT` lines.
+ */
+export async function runCronChild(mode, config, count) {
+    const child = runChild(mode, config, { args: [String(count)], killAfterMs: 20000 });
+    const result = await child.exited;
+    assert.equal(result.killed, false, `still running after 20 s, killed. stderr: ${result.stderr}`);
+    assert.equal(result.signal, null, `ended by ${result.signal}. stderr: ${result.stderr}`);
+    assert.equal(result.code, 0, `exit code ${result.code}. stderr: ${result.stderr}`);
+    assert.doesNotMatch(result.stderr, CRASH_PATTERN);
+    const sent = child.lines.filter(l => l.text.startsWith('SENT '));
+    assert.equal(sent.length, count, result.stdout);
+    const lingered = result.at - sent.at(-1).at;
+    assert.ok(lingered < 5000, `the process lingered ${lingered} ms after its last send`);
+    return { result, sent };
+}
+
+/**
+ * The times of the QUIT commands smtp-server receives during test `t` (it has no command
+ * hook, so its dispatcher is wrapped, and restored after the test).
+ */
+export function recordQuits(t) {
+    const quits = [];
+    const onCommand = SMTPConnection.prototype._onCommand;
+    SMTPConnection.prototype._onCommand = function (command, callback) {
+        if (/^QUIT\b/i.test(command.toString())) quits.push(Date.now());
+        return onCommand.call(this, command, callback);
+    };
+    t.after(() => {
+        SMTPConnection.prototype._onCommand = onCommand;
+    });
+    return quits;
+}
