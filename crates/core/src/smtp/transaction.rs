@@ -52,6 +52,41 @@ enum Recipient {
     Rejected(SmtpReply),
 }
 
+/// What one transaction's RCPT replies said so far.
+#[derive(Default)]
+struct RecipientTally {
+    accepted: Vec<String>,
+    rejected: Vec<RejectedRecipient>,
+    /// For a following transaction: deferred by a 452, or never sent after it.
+    deferred: Vec<String>,
+    /// The 452 that ended this transaction's recipients.
+    too_many: Option<SmtpReply>,
+}
+
+impl RecipientTally {
+    fn record(&mut self, recipient: &str, outcome: Recipient) {
+        match outcome {
+            Recipient::Accepted => self.accepted.push(recipient.to_string()),
+            Recipient::Deferred(reply) => {
+                self.deferred.push(recipient.to_string());
+                self.too_many = Some(reply);
+            }
+            Recipient::Rejected(reply) => self.rejected.push(RejectedRecipient {
+                recipient: recipient.to_string(),
+                reply,
+            }),
+        }
+    }
+
+    fn into_ready(self) -> Envelope {
+        Envelope::Ready {
+            accepted: self.accepted,
+            rejected: self.rejected,
+            deferred: self.deferred,
+        }
+    }
+}
+
 /// The parts of the envelope every transaction of a message shares.
 struct EnvelopeCommands {
     mail: String,
@@ -232,11 +267,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         if data {
             lines.push((Step::Data, "DATA".to_string()));
         }
-        let (mut accepted, mut rejected, mut deferred) = (Vec::new(), Vec::new(), Vec::new());
+        let mut tally = RecipientTally::default();
         let mut mail_refusal = None;
         let mut data_refusal = None;
         let mut data_open = false;
-        let mut too_many: Option<SmtpReply> = None;
         let mut next = 0;
         while next < lines.len() {
             // A group: at least one command, DATA always with the last RCPT.
@@ -267,18 +301,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
                         }
                     }
                     Step::RcptTo => {
-                        let recipient = &batch[index - 1];
-                        match self.recipient_outcome(reply, !accepted.is_empty())? {
-                            Recipient::Accepted => accepted.push(recipient.clone()),
-                            Recipient::Deferred(reply) => {
-                                deferred.push(recipient.clone());
-                                too_many = Some(reply);
-                            }
-                            Recipient::Rejected(reply) => rejected.push(RejectedRecipient {
-                                recipient: recipient.clone(),
-                                reply,
-                            }),
-                        }
+                        let outcome = self.recipient_outcome(reply, !tally.accepted.is_empty())?;
+                        tally.record(&batch[index - 1], outcome);
                     }
                     _ => match self.judged(Step::Data, reply) {
                         Ok(_) => data_open = true,
@@ -293,30 +317,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             if mail_refusal.is_some() {
                 break;
             }
-            if too_many.is_some() {
+            if tally.too_many.is_some() {
                 // The rest waits for the next transaction; DATA (if due) goes alone.
                 while next < lines.len() && lines[next].0 == Step::RcptTo {
-                    deferred.push(batch[next - 1].clone());
+                    tally.deferred.push(batch[next - 1].clone());
                     next += 1;
                 }
-                if accepted.is_empty() {
+                if tally.accepted.is_empty() {
                     break;
                 }
             }
         }
         let refusal = if let Some(err) = mail_refusal {
             Some(err)
-        } else if accepted.is_empty() {
-            Some(all_refused(rejected.clone(), deferred.clone(), too_many))
+        } else if tally.accepted.is_empty() {
+            Some(all_refused(
+                tally.rejected.clone(),
+                tally.deferred.clone(),
+                tally.too_many.clone(),
+            ))
         } else {
             data_refusal
         };
         match refusal {
-            None => Ok(Envelope::Ready {
-                accepted,
-                rejected,
-                deferred,
-            }),
+            None => Ok(tally.into_ready()),
             Some(err) => {
                 // A server that still said 354 is waiting for content: end it empty.
                 if data_open {
@@ -338,29 +362,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             refusal_or_fail(&err)?;
             return Ok(Envelope::Refused(err));
         }
-        let (mut accepted, mut rejected, mut deferred) = (Vec::new(), Vec::new(), Vec::new());
-        let mut too_many = None;
+        let mut tally = RecipientTally::default();
         for recipient in batch {
-            if too_many.is_some() {
-                deferred.push(recipient.clone());
+            if tally.too_many.is_some() {
+                tally.deferred.push(recipient.clone());
                 continue;
             }
             let line = format!("RCPT TO:<{recipient}>{}", commands.rcpt_parameters);
             let reply = self.exchange(Step::RcptTo, &line, None).await?;
-            match self.recipient_outcome(reply, !accepted.is_empty())? {
-                Recipient::Accepted => accepted.push(recipient.clone()),
-                Recipient::Deferred(reply) => {
-                    deferred.push(recipient.clone());
-                    too_many = Some(reply);
-                }
-                Recipient::Rejected(reply) => rejected.push(RejectedRecipient {
-                    recipient: recipient.clone(),
-                    reply,
-                }),
-            }
+            let outcome = self.recipient_outcome(reply, !tally.accepted.is_empty())?;
+            tally.record(recipient, outcome);
         }
-        if accepted.is_empty() {
-            return Ok(Envelope::Refused(all_refused(rejected, deferred, too_many)));
+        if tally.accepted.is_empty() {
+            return Ok(Envelope::Refused(all_refused(
+                tally.rejected,
+                tally.deferred,
+                tally.too_many,
+            )));
         }
         if data {
             if let Err(err) = self.command(Step::Data, "DATA", None).await {
@@ -368,11 +386,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
                 return Ok(Envelope::Refused(err));
             }
         }
-        Ok(Envelope::Ready {
-            accepted,
-            rejected,
-            deferred,
-        })
+        Ok(tally.into_ready())
     }
 
     /// A RCPT reply: accepted (250, 251), deferred (452 once the transaction has a
