@@ -19,7 +19,8 @@ use crate::config::OAuth2Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hints::{managed_identity_not_found, managed_identity_unreachable};
 use crate::oauth::assertion::read_bounded;
-use crate::oauth::token::{exchange, SentAt, TokenGrant};
+use crate::oauth::request::exchange;
+use crate::oauth::token::{SentAt, TokenGrant};
 use crate::secret::Secret;
 
 /// IMDS, where every Azure VM reaches its identity.

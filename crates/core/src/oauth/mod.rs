@@ -8,6 +8,10 @@ mod credential;
 mod fixed_token;
 mod managed_identity;
 mod provider;
+mod request;
+mod response;
+#[cfg(test)]
+mod test_support;
 mod token;
 
 pub use assertion::{AssertionCallback, AssertionClaims, AssertionFile, AssertionFuture};
@@ -17,4 +21,5 @@ pub use claims::{inspect, Expectations, TokenProblem, TokenReport, GRAPH_SEND_RO
 pub use credential::{CertificateCredential, ClientCredential, CredentialReport};
 pub use fixed_token::{FixedToken, FIXED_TOKEN_HINT};
 pub use provider::{http_client_builder, TokenListener, TokenProvider};
-pub use token::{parse_token_response, AccessToken, Freshness, SentAt, TokenGrant};
+pub use response::parse_token_response;
+pub use token::{AccessToken, Freshness, SentAt, TokenGrant};

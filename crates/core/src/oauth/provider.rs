@@ -22,7 +22,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::oauth::assertion::AssertionClaims;
 use crate::oauth::claims::{inspect, Expectations, TokenReport};
 use crate::oauth::credential::{ClientCredential, CredentialReport};
-use crate::oauth::token::{request_token, AccessToken, Freshness};
+use crate::oauth::request::request_token;
+use crate::oauth::token::{AccessToken, Freshness};
 use crate::secret::Secret;
 use crate::tls::token_client_config;
 
