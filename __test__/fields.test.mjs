@@ -9,14 +9,10 @@ import { loadTransport, TEST_USER } from './support/config.mjs';
 import { startEnv } from './support/env.mjs';
 import { assertCode, rejection } from './support/errors.mjs';
 import { closerOf, listenOnLoopback, trackSockets } from './support/listen.mjs';
+import { PNG } from './support/fixtures.mjs';
 
 const { createTransport } = loadTransport();
 const T = { timeout: 20000 };
-
-const PNG = Buffer.from(
-    'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==',
-    'base64'
-);
 
 let env;
 let transport;

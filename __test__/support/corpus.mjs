@@ -3,6 +3,7 @@
 // many attachments, inline images, calendar invitations. Same seed, same corpus: a failure
 // names the seed and index, which rebuild the message exactly. To grow it, add a field
 // generator to FIELDS (it gets the PRNG and returns the fields to add).
+import { PNG } from './fixtures.mjs';
 
 /** mulberry32: a small, fast, seedable PRNG; returns floats in [0, 1). */
 export function prng(seed) {
@@ -76,12 +77,6 @@ function html(rand, cids = []) {
     const images = cids.map(cid => `<img src="cid:${cid}" alt="${pick(rand, WORDS).replace(/"/g, '')}">`).join('');
     return `<html><body><h1>${words(rand, 3).replace(/[<>&]/g, '')}</h1><p>${bodyText(rand).replace(/[<>&]/g, '')}</p>${images}</body></html>`;
 }
-
-// 1x1 PNG
-const PNG = Buffer.from(
-    'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==',
-    'base64'
-);
 
 function bytes(rand, length) {
     const out = Buffer.alloc(length);
