@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of crates/core/tests/fuzz.rs (proptest) for a bounded time and
+# Runs every fuzz target of crates/core/tests/fuzz/ (proptest) for a bounded time and
 # prints how many executions each one ran. `npm run fuzz` calls it.
 #
 #   FUZZ_SECONDS    time budget per target, in seconds (default 60)
@@ -16,16 +16,20 @@ seconds="${FUZZ_SECONDS:-60}"
 cases="${PROPTEST_CASES:-1000000000}"
 targets=(${FUZZ_TARGETS:-fuzz_config_parser fuzz_address_parser fuzz_token_response_parser fuzz_token_claims fuzz_message_builder})
 
-echo "building the fuzz targets (crates/core/tests/fuzz.rs)..."
+echo "building the fuzz targets (crates/core/tests/fuzz/)..."
 cargo test -p smtp-oauth-core --test fuzz --no-run --quiet || exit 1
 
 status=0
 for target in "${targets[@]}"; do
     log="$(mktemp)"
     FUZZ_SECONDS="$seconds" PROPTEST_CASES="$cases" timeout --kill-after=10 "$((seconds + 60))" \
-        cargo test -p smtp-oauth-core --quiet --test fuzz "$target" -- --exact --nocapture >"$log" 2>&1
+        cargo test -p smtp-oauth-core --quiet --test fuzz "targets::$target" -- --exact --nocapture >"$log" 2>&1
     rc=$?
     summary="$(grep -E '^fuzz [a-z ]+: [0-9]+ executions' "$log" | tail -n 1)"
+    # A name that matches no test runs nothing and exits 0: that is not a pass.
+    if [ "$rc" -eq 0 ] && [ -z "$summary" ]; then
+        rc=1
+    fi
     if [ "$rc" -eq 0 ]; then
         echo "ok      $target  ${summary#fuzz }"
     elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
